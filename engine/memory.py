@@ -1,0 +1,86 @@
+"""Turning a memory budget into a tile size and a feature-cache decision, per level.
+
+The estimate is the model's own: ``LevelGeometry.peak_bytes_per_pixel`` comes from the
+layer widths (input, its reflection-padded copy and the output of the widest layer), so a
+new model family needs no new table. Measured peaks (``bench/``) keep it honest.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from models.architecture import LevelGeometry
+
+from .tiles import padded_size, round_up
+
+DEFAULT_CPU_BUDGET = 2 << 30
+# Allocator slack and transient copies (tile read, crop, centred features) over the estimate.
+WORKING_OVERHEAD = 1.5
+# A feature cache may take at most this share of what the tiles would otherwise get.
+CACHE_SHARE = 0.35
+MIN_TILE = 64
+
+
+def parse_size(text: str | int | None) -> int | None:
+    """'2G', '1536M', '800MiB', or a byte count → bytes. None stays None."""
+    if text is None or isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a memory size: '{text}' (use e.g. 2G, 1536M)")
+    return int(float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_"))
+
+
+def current_rss() -> int:
+    """Resident set size of this process now (Linux), 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    level: int
+    padded: tuple[int, int]  # the image as the level sees it (sides multiples of the stride)
+    tile: int | None  # core side; None = whole image in one piece
+    cache_features: bool  # keep pass-1 features for pass 2 instead of re-encoding
+
+    def describe(self) -> str:
+        t = "whole image" if self.tile is None else f"tiles of {self.tile}px"
+        return f"level {self.level}: {t}, features {'cached' if self.cache_features else 'recomputed'}"
+
+
+def working_bytes(g: LevelGeometry, side_h: int, side_w: int) -> float:
+    return side_h * side_w * g.peak_bytes_per_pixel * WORKING_OVERHEAD
+
+
+def feature_bytes(g: LevelGeometry, padded: tuple[int, int]) -> int:
+    return g.channels * (padded[0] // g.stride) * (padded[1] // g.stride) * 4
+
+
+def plan_level(g: LevelGeometry, height: int, width: int, available: float,
+               tile: int | None = None) -> LevelPlan:
+    """Whole image if it fits ``available`` bytes; else the largest tile that does.
+
+    Caching: pass 1 has computed every feature already; keeping them spares pass 2 the
+    encoder *and* the encoder's share of the halo. Deep levels have small features (level 5
+    stores 2 B/px, level 1 96 B/px) and costly encoders, shallow levels the reverse, so the
+    cache is taken exactly when it is a small share of the budget, which selects the deep
+    levels first at any resolution.
+    """
+    padded = padded_size(height, width, g.stride, 2 * g.stride)
+    if tile is None and working_bytes(g, *padded) <= available:
+        return LevelPlan(g.level, padded, None, True)
+    cache = feature_bytes(g, padded) <= CACHE_SHARE * available
+    if tile is None:
+        room = available - (feature_bytes(g, padded) if cache else 0)
+        side = (max(room, 0) / (g.peak_bytes_per_pixel * WORKING_OVERHEAD)) ** 0.5
+        halo = round_up(g.radius, g.stride)
+        tile = int(side) - 2 * halo
+        tile = max(round_up(MIN_TILE, g.stride), (tile // g.stride) * g.stride)
+    if tile >= max(padded):
+        return LevelPlan(g.level, padded, None, True)
+    return LevelPlan(g.level, padded, round_up(tile, g.stride), cache)

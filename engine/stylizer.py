@@ -1,0 +1,164 @@
+"""The entry point: ``Stylizer(...).stylize(content, style)`` in bounded memory.
+
+Per level (5 → 1 by default) the engine makes two passes over the image:
+
+1. statistics: encode every tile (halo = encoder radius), merge its feature moments in
+   fp64, and optionally keep its core features (see :mod:`engine.memory` for when);
+2. transform: fold WCT (or AdaIN) into one affine map, then per tile encode (or read the
+   cached features), apply the map, decode (halo = decoder radius, plus the encoder's when
+   re-encoding) and write only the tile's core.
+
+With exact global statistics, aligned origins and halos ≥ receptive field, the tiled
+result equals the whole-image result; whole-image mode is the same code with one tile.
+Images travel as (3, H, W) float32 numpy arrays in [0, 1]; levels write into a second
+buffer and swap, so peak host memory is two (or three) image buffers plus the tile budget.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from models.zoo import load_levels
+
+from .backend import Backend, TorchBackend
+from .memory import DEFAULT_CPU_BUDGET, LevelPlan, current_rss, parse_size, plan_level
+from .tiles import Box, plan_tiles, read_region, tiled_map
+from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, tile_moments
+
+# progress(level, phase, done, total): phase is "style", "stats" or "render".
+Progress = Callable[[int, str, int, int], None]
+StyleStats = dict[int, Moments]
+
+
+@dataclass
+class RunReport:
+    """What a run did, for logs, benchmarks and tests."""
+
+    plans: list[LevelPlan]
+    tiles: int = 0
+
+
+class Stylizer:
+    """Multi-level WCT with the distilled 16x models (or any backend) on images of any size.
+
+    ``tile`` forces a tile side in pixels; otherwise the engine runs whole-image when it
+    fits ``max_memory`` and tiles when it does not. ``max_memory`` bounds the whole process
+    on CPU (image buffers included) and the tile working set on a GPU.
+    """
+
+    def __init__(self, model: str = "cd16x", *, levels: tuple[int, ...] = (5, 4, 3, 2, 1),
+                 device: str | None = "cpu", half: bool = False, weights_dir: str | os.PathLike | None = None,
+                 backend: Backend | None = None, tile: int | None = None,
+                 max_memory: str | int | None = None, rel_eps: float = DEFAULT_REL_EPS):
+        if backend is None:
+            backend = TorchBackend(load_levels(model, tuple(sorted(set(levels))), weights_dir), device, half)
+        missing = [k for k in levels if k not in backend.levels()]
+        if missing:
+            raise ValueError(f"backend has no level(s) {missing}")
+        self.backend = backend
+        self.levels = tuple(levels)
+        self.tile = tile
+        self.max_memory = parse_size(max_memory)
+        self.rel_eps = rel_eps
+        self.last_report: RunReport | None = None
+
+    # ----------------------------------------------------------------------------- planning
+    def _available(self, image_bytes: int) -> float:
+        """Bytes the tiles (and caches) of one level may use."""
+        if self.backend.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.backend.device)
+            return 0.8 * (self.max_memory or free)
+        budget = self.max_memory or DEFAULT_CPU_BUDGET
+        return budget - current_rss() - image_bytes
+
+    def plan(self, height: int, width: int, extra_buffers: int = 1) -> list[LevelPlan]:
+        """The per-level plan for an image, given how many more image buffers it needs."""
+        available = self._available(extra_buffers * 3 * height * width * 4)
+        return [plan_level(self.backend.geometry(k), height, width, available, self.tile) for k in self.levels]
+
+    # ----------------------------------------------------------------------------- passes
+    def _moments(self, level: int, image: np.ndarray, plan: LevelPlan, progress: Progress | None,
+                 phase: str, cache: torch.Tensor | None = None) -> Moments:
+        g = self.backend.geometry(level)
+        tiles = plan_tiles(*plan.padded, plan.tile, g.encoder_radius, g.stride)
+        moments = None
+        for i, (t, f) in enumerate(tiled_map(self._reader(image), lambda x: self.backend.encode(level, x),
+                                             tiles, scale=1 / g.stride)):
+            moments = merge_moments(moments, tile_moments(f))
+            if cache is not None:
+                c = t.core.scale(1 / g.stride)
+                cache[:, :, c.y0:c.y1, c.x0:c.x1] = f
+            if progress:
+                progress(level, phase, i + 1, len(tiles))
+        return moments
+
+    def _reader(self, image: np.ndarray) -> Callable[[Box], torch.Tensor]:
+        device = self.backend.device
+        return lambda box: torch.from_numpy(read_region(image, box))[None].to(device)
+
+    def style_statistics(self, style: np.ndarray, progress: Progress | None = None) -> StyleStats:
+        """Per-level style moments: they depend on the style alone, so batches reuse them."""
+        _, h, w = style.shape
+        plans = self.plan(h, w, extra_buffers=0)
+        return {p.level: self._moments(p.level, style, p, progress, "style").to("cpu") for p in plans}
+
+    def stylize(self, content: np.ndarray, style: np.ndarray | StyleStats, *, alpha: float = 1.0,
+                transform: str = "wct", progress: Progress | None = None, consume_content: bool = False,
+                ) -> np.ndarray:
+        """Stylize a (3, H, W) float32 image in [0, 1]; returns (3, H, W) float32, clamped.
+
+        ``style`` is an image or the output of :meth:`style_statistics`. With
+        ``consume_content`` the content buffer is reused for intermediate levels.
+        """
+        if transform not in TRANSFORMS:
+            raise ValueError(f"unknown transform '{transform}': choose {', '.join(TRANSFORMS)}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        style_stats = style if isinstance(style, dict) else self.style_statistics(style, progress)
+        _, h, w = content.shape
+        plans = self.plan(h, w, extra_buffers=1 if consume_content else 2)
+        report = RunReport(plans)
+        src, dst, spare = content, np.empty_like(content), content if consume_content else None
+        for plan in plans:
+            report.tiles += self._level(plan, src, dst, style_stats[plan.level], alpha, transform, progress)
+            if spare is None:
+                spare = np.empty_like(content)
+            src, dst = dst, (spare if src is content else src)
+        self.last_report = report
+        np.nan_to_num(src, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        return np.clip(src, 0.0, 1.0, out=src)
+
+    def _level(self, plan: LevelPlan, src: np.ndarray, dst: np.ndarray, style: Moments, alpha: float,
+               transform: str, progress: Progress | None) -> int:
+        level, g, be = plan.level, self.backend.geometry(plan.level), self.backend
+        ph, pw = plan.padded
+        cache = None
+        if plan.cache_features:
+            where = be.device if plan.tile is None else "cpu"
+            cache = torch.empty((1, g.channels, ph // g.stride, pw // g.stride), device=where)
+        content = self._moments(level, src, plan, progress, "stats", cache)
+        a, b = TRANSFORMS[transform](content, style, alpha, self.rel_eps)
+        a, b = a.float(), b.float()
+
+        if cache is not None:
+            halo = g.decoder_radius
+            read = lambda box: cache[:, :, box.y0 // g.stride:box.y1 // g.stride,  # noqa: E731
+                                     box.x0 // g.stride:box.x1 // g.stride]
+            predict = lambda f: be.decode(level, be.transform(level, f, a, b))  # noqa: E731
+        else:
+            halo = g.radius
+            read = self._reader(src)
+            predict = lambda x: be.decode(level, be.transform(level, be.encode(level, x), a, b))  # noqa: E731
+        tiles = plan_tiles(ph, pw, plan.tile, halo, g.stride)
+        _, h, w = dst.shape
+        for i, (t, y) in enumerate(tiled_map(read, predict, tiles)):
+            core = t.core.clip(h, w)
+            if core.height > 0 and core.width > 0:
+                dst[:, core.y0:core.y1, core.x0:core.x1] = y[0, :, :core.height, :core.width].cpu().numpy()
+            if progress:
+                progress(level, "render", i + 1, len(tiles))
+        return len(tiles)
