@@ -1,0 +1,56 @@
+"""Shared fixtures: where ../shared is, the reference pairs, image helpers.
+
+The data lives outside the repository (``../shared`` beside the checkout, or ``$STYLIZE_SHARED``);
+the weights registry finds it through ``$STYLIZE_WEIGHTS_PATH``, set here if unset. Without
+the data the suite cannot test anything real, so that is a hard error, not a skip.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("STYLIZE_SHARED", ROOT.parent / "shared")).resolve()
+
+if not (SHARED / "weights").is_dir():
+    raise pytest.UsageError(f"test data not found at {SHARED}: put shared/ beside the checkout or set STYLIZE_SHARED")
+os.environ.setdefault("STYLIZE_WEIGHTS_PATH", os.pathsep.join([str(SHARED / "weights"), str(SHARED / "images")]))
+
+REFERENCE = SHARED / "reference"
+# (name, alpha, expected file)
+REFERENCE_CASES = [
+    (p.name.split(".")[0], 0.6 if ".alpha0.6." in p.name else 1.0, p)
+    for p in sorted(REFERENCE.glob("*expected.png"))
+]
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """(3, H, W) float32 in [0, 1]."""
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def to_uint8(chw: np.ndarray) -> np.ndarray:
+    """The paper's output rounding: round(clamp(x, 0, 1) * 255), as (H, W, 3) uint8."""
+    return np.round(np.clip(chw, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def cd16x():
+    """A whole-image-capable CPU stylizer on the real 16x weights, shared by tests."""
+    from engine.stylizer import Stylizer
+
+    return Stylizer("cd16x", device="cpu", max_memory="8G")
