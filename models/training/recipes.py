@@ -1,0 +1,86 @@
+"""From names to a running trainer: which teacher, which student, which data — one call each.
+
+The command line and scripts both go through :func:`make_task` and :func:`fit`, so a run
+from Python and the same run from ``stylize train`` are the same run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..zoo import get_family, load_levels, read_checkpoint
+from .data import RandomCrops
+from .loop import Log, Task, TrainConfig, train
+from .trainers import DecoderTrainer, EncoderDistiller, SmallDecoderTrainer
+
+TASKS = ("decoder", "encoder", "small-decoder")
+DEFAULT_TEACHER = "vgg19"
+
+
+def _level_of(model: str, level: int, weights_dir):
+    return get_family(model), load_levels(model, (level,), weights_dir)[level]
+
+
+def recorded_teacher(encoder_checkpoint: str | os.PathLike) -> str | None:
+    """The teacher an encoder checkpoint was distilled from, if it says."""
+    training = read_checkpoint(encoder_checkpoint).get("training") or {}
+    return training.get("meta", {}).get("teacher")
+
+
+def make_task(kind: str, *, level: int, teacher: str | None = None, encoder: str | None = None,
+              width_ratio: float = 0.25, crd: float = 0.0, seed: int = 0,
+              weights_dir: str | os.PathLike | None = None) -> Task:
+    """A trainer for one level.
+
+    - ``decoder``: a decoder for the encoder of ``teacher`` (a family name or checkpoint);
+    - ``encoder``: a student of ``teacher`` at ``width_ratio`` of its width;
+    - ``small-decoder``: a narrow decoder for ``encoder`` (a checkpoint of the ``encoder``
+      trainer, or any model), perceptual features from ``teacher`` (default: the one
+      recorded in the encoder checkpoint).
+    """
+    if kind not in TASKS:
+        raise ValueError(f"unknown trainer '{kind}': choose one of {', '.join(TASKS)}")
+    if not 1 <= level <= 5:
+        raise ValueError(f"level must be 1..5, got {level}")
+    if kind == "small-decoder":
+        if not encoder:
+            raise ValueError("the small-decoder trainer needs --encoder (a checkpoint of the encoder trainer)")
+        if not Path(encoder).is_file():
+            raise ValueError(f"encoder checkpoint not found: {encoder}")
+        teacher = teacher or recorded_teacher(encoder) or DEFAULT_TEACHER
+    teacher = teacher or DEFAULT_TEACHER
+    facts = {"teacher": str(teacher)}
+    if kind == "decoder":
+        family, module = _level_of(teacher, level, weights_dir)
+        return DecoderTrainer(family, module, seed=seed, crd=crd, facts=facts)
+    if kind == "encoder":
+        family, module = _level_of(teacher, level, weights_dir)
+        return EncoderDistiller(family, module, width_ratio=width_ratio, crd=crd, facts=facts)
+    family, student = _level_of(encoder, level, weights_dir)
+    _, big = _level_of(teacher, level, weights_dir)
+    return SmallDecoderTrainer(family, student, big, crd=crd, facts={**facts, "encoder": str(encoder)})
+
+
+def fit(kind: str, data: str | os.PathLike | RandomCrops, checkpoint: str | os.PathLike, config: TrainConfig, *,
+        resume: bool = False, log: Log | None = None, **task_options) -> list[dict]:
+    """Build the trainer and data, then train (or resume) to ``config.steps``; returns the loss history.
+
+    On resume the saved configuration wins over ``config`` except for ``steps`` and
+    ``device``: the same seed, batch and learning rate are what make the curve continue.
+    """
+    if resume:
+        if not Path(checkpoint).is_file():
+            raise ValueError(f"nothing to resume: {checkpoint} does not exist")
+        training = read_checkpoint(checkpoint).get("training") or {}
+        if training.get("config"):
+            config = TrainConfig(**{**training["config"], "steps": config.steps, "device": config.device})
+        meta = training.get("meta", {})
+        if meta.get("level", task_options.get("level")) != task_options.get("level"):
+            raise ValueError(f"{checkpoint} trains level {meta['level']}, not level {task_options.get('level')}")
+        task_options.update({k: meta[k] for k in ("width_ratio", "crd") if k in meta})
+    if config.steps < 1:
+        raise ValueError(f"steps must be at least 1, got {config.steps}")
+    if not isinstance(data, RandomCrops):
+        data = RandomCrops.from_folder(data, config.crop, seed=config.seed, resize=config.resize)
+    task = make_task(kind, seed=config.seed, **task_options)
+    return train(task, data, config, checkpoint, resume=resume, log=log)

@@ -1,0 +1,191 @@
+"""Every kind of bad or unusual input: a clear one-line error or a sensible output, never a
+traceback, NaN or half-written file. Runs the real CLI in-process on small real images."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import SHARED
+from engine.cli import main
+from engine.imageio import ImageError, read_image, write_image
+
+STYLE = SHARED / "images/style/sketch.png"
+PHOTO = SHARED / "images/content/golden_gate.jpg"
+
+
+def run(*args: str):
+    """Invoke the CLI like a user; returns (exit code, stderr+stdout)."""
+    from engine.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def small_photo(tmp_path, mode="RGB", size=(96, 64), name="in.png", **save):
+    src = Image.open(PHOTO).convert("RGB").resize(size)
+    im = src.convert(mode) if mode != "RGB" else src
+    path = tmp_path / name
+    im.save(path, **save)
+    return path
+
+
+def stylize_ok(tmp_path, content, out_name="out.png", *extra):
+    out = tmp_path / out_name
+    code, text = run(content, STYLE, "-o", out, "--style-res", "128", "-q", *extra)
+    assert code == 0, text
+    return out
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p / "missing.jpg", "no such file"),
+    (lambda p: (p / "notes.jpg").write_text("hello, not a JPEG") and p / "notes.jpg", "not an image"),
+    (lambda p: (p / "empty.png").write_bytes(b"") or p / "empty.png", "empty file"),
+    (lambda p: p, "not a file"),
+])
+def test_unreadable_input_is_one_line(tmp_path, make, message):
+    out = tmp_path / "out.png"
+    code, text = run(make(tmp_path), STYLE, "-o", out)
+    assert code == 2 and message in text and "Traceback" not in text
+    assert len(text.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_truncated_image(tmp_path):
+    data = PHOTO.read_bytes()
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(data[: len(data) // 2])
+    code, text = run(bad, STYLE, "-o", tmp_path / "o.png")
+    assert code == 2 and "truncated" in text
+
+
+def test_pixel_limit_and_override(tmp_path):
+    big = small_photo(tmp_path, size=(400, 300))
+    code, text = run(big, STYLE, "-o", tmp_path / "o.png", "--max-pixels", "100000")
+    assert code == 2 and "over the limit" in text and "--max-pixels" in text
+    code, text = run(big, STYLE, "-o", tmp_path / "o.png", "--res", "8k", "--max-pixels", "1000000")
+    assert code == 2 and "requested output" in text
+    assert stylize_ok(tmp_path, big, "o.png", "--max-pixels", "200000").exists()
+
+
+def test_unwritable_output_fails_before_compute(tmp_path):
+    for out, msg in [(tmp_path / "nope" / "o.png", "does not exist"), (tmp_path / "o.gif", "unsupported output"),
+                     (tmp_path, "is a directory")]:
+        code, text = run(PHOTO, STYLE, "-o", out)
+        assert code == 2 and msg in text, text
+    # A folder nobody may create files in, root included (tests often run as root in CI).
+    code, text = run(PHOTO, STYLE, "-o", "/proc/o.png")
+    assert code == 2 and "cannot write" in text, text
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (17, 5), (33, 47)])
+def test_tiny_images_give_finite_output_of_the_same_size(tmp_path, size):
+    out = stylize_ok(tmp_path, small_photo(tmp_path, size=size))
+    im = Image.open(out)
+    assert im.size == size
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "1", "I;16"])
+def test_colour_modes(tmp_path, mode):
+    name = "in.tif" if mode == "CMYK" else "in.png"
+    src = small_photo(tmp_path, mode=mode if mode != "I;16" else "L", name=name)
+    if mode == "I;16":  # 16-bit grayscale PNG with values above 8 bits
+        a = (np.asarray(Image.open(src), dtype=np.uint16) * 257)
+        Image.fromarray(a).save(src)
+        assert Image.open(src).mode.startswith("I")
+    img = read_image(src)
+    assert img.rgb.shape == (3, 64, 96) and 0 <= img.rgb.min() and img.rgb.max() <= 1
+    out = stylize_ok(tmp_path, src)
+    assert Image.open(out).mode == "RGB"
+
+
+def test_rgba_alpha_passes_through(tmp_path):
+    rgb = Image.open(PHOTO).convert("RGB").resize((80, 60))
+    alpha = Image.linear_gradient("L").resize((80, 60))
+    rgb.putalpha(alpha)
+    src = tmp_path / "a.png"
+    rgb.save(src)
+    out = stylize_ok(tmp_path, src)
+    got = Image.open(out)
+    assert got.mode == "RGBA"
+    assert np.array_equal(np.asarray(got)[..., 3], np.asarray(alpha))
+    jpg = stylize_ok(tmp_path, src, "o.jpg")
+    assert Image.open(jpg).mode == "RGB"
+
+
+def test_sixteen_bit_tiff_in_and_out(tmp_path):
+    a = (np.asarray(Image.open(PHOTO).convert("RGB").resize((64, 48)), dtype=np.uint16) * 257) + 7
+    src = tmp_path / "in16.tif"
+    tifffile.imwrite(src, a, photometric="rgb")
+    img = read_image(src)
+    assert np.allclose(img.rgb.transpose(1, 2, 0), a / 65535.0, atol=1e-6)
+    out = stylize_ok(tmp_path, src, "o.tif", "--bits", "16")
+    back = tifffile.imread(out)
+    assert back.dtype == np.uint16 and back.shape == (48, 64, 3)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.open(PHOTO).convert("RGB").resize((80, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    src = tmp_path / "rot.jpg"
+    im.save(src, exif=exif.tobytes())
+    assert read_image(src).size == (40, 80)
+    assert Image.open(stylize_ok(tmp_path, src)).size == (40, 80)
+
+
+@pytest.mark.parametrize("which", ["content", "style"])
+def test_flat_images_give_finite_sensible_output(tmp_path, cd16x, which):
+    flat = np.full((3, 64, 64), 0.4, np.float32)
+    photo = read_image(PHOTO, 64).rgb
+    content, style = (flat, photo) if which == "content" else (photo, flat)
+    out = cd16x.stylize(content.copy(), style)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    if which == "style":  # a flat style paints a (nearly) flat picture
+        assert out.std(axis=(1, 2)).max() < 0.1
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "o.png"
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_image(out, np.zeros((3, 8, 8), np.float32))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_in_cli_is_clean(tmp_path, monkeypatch):
+    import engine.stylizer
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.stylizer.Stylizer, "stylize", boom)
+    code, text = run(PHOTO, STYLE, "-o", tmp_path / "o.png")
+    assert code == 130 and "interrupted" in text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_options(tmp_path):
+    for args, msg in [(["--levels", "6,1"], "levels"), (["--res", "huge"], "resolution"),
+                      (["--transform", "magic"], "transform"), (["--model", "nope"], "unknown model"),
+                      (["--bits", "16"], "16-bit")]:
+        code, text = run(PHOTO, STYLE, "-o", tmp_path / "o.png", *args)
+        assert code == 2 and msg in text, (args, text)
+
+
+def test_main_dispatch_runs_single_image(tmp_path):
+    out = tmp_path / "m.png"
+    with pytest.raises(SystemExit) as e:
+        main([str(PHOTO), str(STYLE), "-o", str(out), "--res", "96", "-q"])
+    assert e.value.code == 0 and out.exists()
+
+
+def test_image_error_type():
+    with pytest.raises(ImageError):
+        read_image(SHARED / "does-not-exist.png")

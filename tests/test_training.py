@@ -1,0 +1,187 @@
+"""The training module on tiny synthetic images with the real teacher weights (CPU, seconds).
+
+What must hold: every trainer lowers its loss; a resumed run continues the exact curve; a
+checkpoint is an engine model (alone or merged); the folded embedding is exact; pruning
+keeps the teacher's strongest channels; user mistakes are one line, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from engine.stylizer import Stylizer
+from models.training import RandomCrops, TrainConfig, fit
+from models.training.checkpoint import merge_models
+from models.training.cli import app
+from models.training.losses import content_relation_loss
+from models.training.prune import scale_widths
+from models.training.trainers import EncoderDistiller, relu_taps, tap_features
+from models.zoo import CHECKPOINT_FORMAT, get_family, load_levels
+
+TINY = dict(batch_size=2, crop=32, device="cpu", save_every=1000)
+
+
+def mean(history, key, part):
+    values = [h[key] for h in history]
+    return float(np.mean(values[:5] if part == "first" else values[-5:]))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Four small textured images of different sizes (one smaller than the crop's resize)."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(48, 64), (64, 40), (56, 56), (30, 72)]):
+        y, x = np.mgrid[0:h, 0:w]
+        rgb = np.stack([128 + 90 * np.sin(x / (4 + i)), 128 + 90 * np.cos(y / (6 - i)), (x * y * (i + 1)) % 255], -1)
+        rgb = np.clip(rgb + rng.normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"img{i}.{'png' if i % 2 else 'jpg'}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def encoder_run(images, tmp_path_factory):
+    path = tmp_path_factory.mktemp("enc") / "enc2.pt"
+    history = fit("encoder", images, path, TrainConfig(steps=30, **TINY), level=2, teacher="vgg19")
+    return path, history
+
+
+def test_random_crops_are_a_function_of_seed_and_step(images):
+    a, b = RandomCrops.from_folder(images, 32, seed=3), RandomCrops.from_folder(images, 32, seed=3)
+    x = a.batch(7, 4)
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(x, b.batch(7, 4))
+    assert not torch.equal(x, a.batch(8, 4))
+    assert not torch.equal(x, a.batch(7, 4, stream=1))
+
+
+def test_encoder_distillation_lowers_its_loss(encoder_run):
+    _, history = encoder_run
+    assert set(history[0]) == {"step", "embedding", "pixel", "perceptual", "total", "seconds"}
+    assert mean(history, "total", "last") < 0.8 * mean(history, "total", "first")
+    assert mean(history, "embedding", "last") < mean(history, "embedding", "first")
+
+
+def test_decoder_trainer_lowers_its_loss(images, tmp_path):
+    history = fit("decoder", images, tmp_path / "dec.pt", TrainConfig(steps=30, lr=1e-3, **TINY),
+                  level=2, teacher="vgg19")
+    assert mean(history, "total", "last") < 0.5 * mean(history, "total", "first")
+
+
+def test_small_decoder_trainer_lowers_its_loss(images, encoder_run, tmp_path):
+    path = tmp_path / "small2.pt"
+    history = fit("small-decoder", images, path, TrainConfig(steps=30, **TINY), level=2, encoder=str(encoder_run[0]))
+    assert mean(history, "total", "last") < 0.8 * mean(history, "total", "first")
+    assert torch.load(path, weights_only=True)["training"]["meta"]["weights"] == {"pixel": 1.0, "perceptual": 0.01}
+    family = get_family(str(path))
+    assert family.decoder_widths is None and family.widths.blocks[:2] == (16, 32)
+
+
+def test_resume_continues_the_same_curve(images, tmp_path):
+    """8 steps in one go == 4 steps, then --resume to 8: same losses, same weights, one log."""
+    runner = CliRunner()
+    common = ["--data", str(images), "--level", "1", "--crop", "32", "--batch-size", "2", "--device", "cpu",
+              "--lr", "3e-4", "-q"]
+    whole, half = tmp_path / "whole.pt", tmp_path / "half.pt"
+    assert runner.invoke(app, ["encoder", *common, "--steps", "8", "-o", str(whole)]).exit_code == 0
+    assert runner.invoke(app, ["encoder", *common, "--steps", "4", "-o", str(half)]).exit_code == 0
+    result = runner.invoke(app, ["encoder", *common, "--steps", "8", "-o", str(half), "--resume"])
+    assert result.exit_code == 0, result.output
+    a = torch.load(whole, weights_only=True)["training"]
+    b = torch.load(half, weights_only=True)["training"]
+    key = ["embedding", "pixel", "perceptual", "total"]
+    assert [[h[k] for k in key] for h in a["history"]] == [[h[k] for k in key] for h in b["history"]]
+    for name, tensor in a["modules"].items():
+        assert torch.equal(tensor, b["modules"][name]), name
+    logged = [json.loads(line) for line in open(half.with_suffix(".log.jsonl"))]
+    assert [h["step"] for h in logged] == list(range(1, 9))
+    assert half.with_suffix(".loss.png").stat().st_size > 0
+
+
+def test_checkpoints_are_engine_models_alone_and_merged(images, encoder_run, tmp_path):
+    level1 = tmp_path / "enc1.pt"
+    fit("encoder", images, level1, TrainConfig(steps=2, **TINY), level=1, teacher="vgg19")
+    merged = tmp_path / "student.pt"
+    merge_models([level1, encoder_run[0]], merged)
+    assert "training" not in torch.load(merged, weights_only=True)
+    rng = np.random.default_rng(1)
+    content, style = rng.random((3, 40, 48), dtype=np.float32), rng.random((3, 36, 36), dtype=np.float32)
+    out = Stylizer(str(merged), levels=(2, 1), device="cpu").stylize(content, style)
+    assert out.shape == content.shape and np.isfinite(out).all()
+    assert out.std() > 0.01 and not np.allclose(out, content, atol=0.02)
+
+
+def test_folded_embedding_is_exact():
+    """The stylizing model (student encoder, Q folded into the teacher decoder) equals the
+    training-time path teacher_decoder(Q(student(x)))."""
+    family = get_family("vgg19")
+    task = EncoderDistiller(family, load_levels("vgg19", (2,))[2], width_ratio=0.25)
+    torch.manual_seed(0)
+    for q in task.embeddings:
+        torch.nn.init.normal_(q.weight, std=0.3)
+        torch.nn.init.normal_(q.bias, std=0.3)
+    spec, levels = task.export()
+    module = get_family_module(spec, levels, 2)
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        expected = task.teacher.decoder(task.embeddings[-1](task.student.encoder(x)))
+        got = module.decode(module.encode(x))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def get_family_module(spec, levels, level):
+    from models.zoo import family_from_checkpoint
+
+    family = family_from_checkpoint({"format": CHECKPOINT_FORMAT, "family": spec, "levels": levels}, "memory")
+    module = family.build(level)
+    for part in ("encoder", "decoder"):
+        module.load_named(part, levels[level][part])
+    return module
+
+
+def test_pruned_student_keeps_the_strongest_teacher_channels():
+    teacher = load_levels("vgg19", (1,))[1]
+    task = EncoderDistiller(get_family("vgg19"), teacher, width_ratio=0.25)
+    assert task.widths.blocks == (16, 32, 64, 128, 128)
+    assert scale_widths(get_family("cd16x").widths, 0.5).first == 12
+    x = torch.rand(2, 3, 20, 20)
+    with torch.no_grad():
+        t = tap_features(teacher.encoder, relu_taps(teacher), x)[0]
+        s = tap_features(task.student.encoder, relu_taps(task.student), x)[0]
+    norms = teacher.encoder[teacher.enc_index["conv11"]].weight.abs().flatten(1).sum(1)
+    kept = torch.topk(norms, 16).indices.sort().values
+    torch.testing.assert_close(s, t[:, kept])
+
+
+def test_content_relation_loss_sees_structure_not_scale(images):
+    x = RandomCrops.from_folder(images, 32).batch(0, 2)
+    assert content_relation_loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    assert content_relation_loss(0.5 * x, x).item() == pytest.approx(0.0, abs=1e-5)
+    assert content_relation_loss(x.flip(-1), x).item() > 1e-3
+
+
+def test_relation_term_is_off_by_default_and_trains_when_on(images, tmp_path):
+    history = fit("decoder", images, tmp_path / "crd.pt", TrainConfig(steps=2, **TINY), level=1, crd=0.5)
+    assert "relation" in history[0] and np.isfinite(history[-1]["relation"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{missing}", "--level", "1"], "data folder not found"),
+    (["--data", "{empty}", "--level", "1"], "no images"),
+    (["--data", "{images}", "--level", "0"], "level must be 1..5"),
+    (["--data", "{images}", "--level", "4"], "vgg19-wct/enc4.pth"),
+])
+def test_bad_input_is_one_line_and_nonzero(images, tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("STYLIZE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "images": images}
+    args = [a.format(**paths) for a in args]
+    result = CliRunner().invoke(app, ["decoder", *args, "--steps", "1", "-o", str(tmp_path / "x.pt")])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0
