@@ -89,8 +89,10 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike, output: s
     c, s = load_pair(content, style, opts)
     t0 = time.perf_counter()
     stylizer = stylizer or build_stylizer(opts)
-    rgb = stylizer.stylize(c.rgb, s.rgb, alpha=opts.alpha, transform=opts.transform, progress=progress,
+    content_rgb, c.rgb = c.rgb, None  # the engine reuses this buffer: hold no second reference
+    rgb = stylizer.stylize(content_rgb, s.rgb, alpha=opts.alpha, transform=opts.transform, progress=progress,
                            consume_content=True)
+    del content_rgb, s
     write_image(out, rgb, c.alpha, quality=opts.quality, bits=opts.bits)
     plans = [p.describe() for p in stylizer.last_report.plans] if stylizer.last_report else []
-    return FileResult(out, c.size, time.perf_counter() - t0, plans)
+    return FileResult(out, (rgb.shape[2], rgb.shape[1]), time.perf_counter() - t0, plans)

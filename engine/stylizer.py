@@ -129,6 +129,7 @@ class Stylizer:
                 spare = np.empty_like(content)
             src, dst = dst, (spare if src is content else src)
         self.last_report = report
+        del dst, spare  # the other buffer goes now, before the caller encodes the result
         np.nan_to_num(src, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         return np.clip(src, 0.0, 1.0, out=src)
 
