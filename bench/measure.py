@@ -68,7 +68,8 @@ def _sample(key: str) -> str:
     return str(resolve(key))
 
 
-def compare(res: str, out: Path, style_res: str | None, max_memory: str | None, tile: int | None) -> dict:
+def compare(res: str, out: Path, style_res: str | None, max_memory: str | None, tile: int | None,
+            engine_only: bool = False) -> dict:
     """The engine (defaults) and the paper's whole-image pipeline on the sample pair."""
     from PIL import Image
     import numpy as np
@@ -81,7 +82,11 @@ def compare(res: str, out: Path, style_res: str | None, max_memory: str | None, 
     engine_cmd += (["--max-memory", max_memory] if max_memory else []) + (["--tile", str(tile)] if tile else [])
     paper_cmd = [sys.executable, "-m", "bench.paper_baseline", content, style, "-o", str(out / f"paper_{res}.png"),
                  *common]
-    rows = {"engine": run_child(engine_cmd), "paper": run_child(paper_cmd)}
+    rows = {"engine": run_child(engine_cmd)}
+    if engine_only:
+        (out / f"engine_{res}.json").write_text(json.dumps(asdict(rows["engine"]), indent=2))
+        return {"engine": {**asdict(rows["engine"]), "peak_rss_gib": round(rows["engine"].peak_rss_gib, 3)}}
+    rows["paper"] = run_child(paper_cmd)
     report = {name: {**asdict(r), "peak_rss_gib": round(r.peak_rss_gib, 3)} for name, r in rows.items()}
     e, p = rows["engine"], rows["paper"]
     if e.ok and p.ok:
@@ -103,10 +108,12 @@ def main() -> None:
     ap.add_argument("--max-memory", default=None)
     ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("out/compare"))
+    ap.add_argument("--engine-only", action="store_true", help="measure the engine alone (e.g. 8K)")
     a = ap.parse_args()
-    report = compare(a.res, a.out, a.style_res, a.max_memory, a.tile)
-    for name in ("engine", "paper"):
-        r = report[name]
+    report = compare(a.res, a.out, a.style_res, a.max_memory, a.tile, a.engine_only)
+    for name, r in report.items():
+        if name == "ratios":
+            continue
         print(f"{name:7s} rc={r['returncode']} wall={r['wall_s']:.1f}s peak_rss={r['peak_rss_gib']:.2f} GiB")
     if "ratios" in report:
         print(json.dumps(report["ratios"]))

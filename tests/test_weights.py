@@ -70,14 +70,19 @@ def server(tmp_path):
     httpd.shutdown()
 
 
+@pytest.fixture
+def no_local_copies(tmp_path, monkeypatch):
+    """An empty cache and no search path: the only way to a file is the download."""
+    monkeypatch.setenv("STYLIZE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("STYLIZE_WEIGHTS_PATH", "")
+
+
 def _entry(url: str) -> dict[str, Entry]:
     sha = sha256_of(SHARED / "weights" / KEY)
     return {KEY: Entry(KEY, url, sha, "MIT")}
 
 
-def test_download_verifies_and_writes_atomically(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("STYLIZE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("STYLIZE_WEIGHTS_PATH", "")
+def test_download_verifies_and_writes_atomically(server, tmp_path, no_local_copies):
     got = resolve(KEY, registry=_entry(f"{server}/{KEY}"))
     assert got == tmp_path / "cache" / KEY
     assert hashlib.sha256(got.read_bytes()).hexdigest() == sha256_of(SHARED / "weights" / KEY)
@@ -86,17 +91,13 @@ def test_download_verifies_and_writes_atomically(server, tmp_path, monkeypatch):
     assert [p.name for p in got.parent.iterdir()] == ["enc2.pth"]  # no .part left behind
 
 
-def test_download_of_corrupted_file_saves_nothing(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("STYLIZE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("STYLIZE_WEIGHTS_PATH", "")
+def test_download_of_corrupted_file_saves_nothing(server, tmp_path, no_local_copies):
     with pytest.raises(WeightsError, match="enc2.pth: downloaded file .* expected"):
         resolve(KEY, registry=_entry(f"{server}/corrupt.pth"))
     assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
 
 
-def test_download_404_is_a_clear_error(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("STYLIZE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("STYLIZE_WEIGHTS_PATH", "")
+def test_download_404_is_a_clear_error(server, tmp_path, no_local_copies):
     with pytest.raises(WeightsError, match="enc2.pth: download from .* failed: HTTP Error 404"):
         resolve(KEY, registry=_entry(f"{server}/missing.pth"))
     assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
