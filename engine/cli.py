@@ -33,6 +33,26 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 demo_app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
+# The engine options, declared once: `stylize` and `stylize batch` (engine.batch) both use them.
+RES = typer.Option(None, "--res", help="output long side: 1k, 2k, 4k, 8k, 16k or pixels; "
+                   "default keeps the content's size")
+STYLE_RES = typer.Option(None, "--style-res", help="style long side; default its own size")
+ALPHA = typer.Option(1.0, "--alpha", min=0.0, max=1.0, help="stylization strength")
+LEVELS = typer.Option("5,4,3,2,1", "--levels", help="WCT levels, coarse to fine")
+TRANSFORM = typer.Option("wct", "--transform", help="wct or adain")
+MODEL = typer.Option("cd16x", "--model", help="cd16x, vgg19, or a trained checkpoint file")
+BACKEND = typer.Option("torch", "--backend", help="torch, onnxruntime or tensorrt")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N")
+HALF = typer.Option(False, "--half", help="fp16 convolutions (CUDA); statistics stay fp64")
+TILE = typer.Option(None, "--tile", min=16, help="force tiles of N px (default: from --max-memory)")
+MAX_MEMORY = typer.Option(None, "--max-memory", help="memory budget, e.g. 2G (default 2G on "
+                          "CPU, 80% of free GPU memory on CUDA)")
+MAX_PIXELS = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="refuse larger inputs/outputs")
+QUALITY = typer.Option(95, "--quality", min=1, max=100, help="JPEG quality")
+BITS = typer.Option(8, "--bits", help="8, or 16 for TIFF output")
+WEIGHTS_DIR = typer.Option(None, "--weights-dir", help="folder holding weight files")
+
+
 @contextmanager
 def user_errors():
     """Turn expected failures into one line and an exit code, never a traceback."""
@@ -103,23 +123,21 @@ def stylize(
     style: Path = typer.Argument(..., metavar="STYLE", help="painting whose style to transfer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="PNG, JPEG or TIFF (by extension); "
                                           "default CONTENT_x_STYLE.png in the current folder"),
-    res: Optional[str] = typer.Option(None, "--res", help="output long side: 1k, 2k, 4k, 8k, 16k or pixels; "
-                                      "default keeps the content's size"),
-    style_res: Optional[str] = typer.Option(None, "--style-res", help="style long side; default its own size"),
-    alpha: float = typer.Option(1.0, "--alpha", min=0.0, max=1.0, help="stylization strength"),
-    levels: str = typer.Option("5,4,3,2,1", "--levels", help="WCT levels, coarse to fine"),
-    transform: str = typer.Option("wct", "--transform", help="wct or adain"),
-    model: str = typer.Option("cd16x", "--model", help="cd16x, vgg19, or a trained checkpoint file"),
-    backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime or tensorrt"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
-    half: bool = typer.Option(False, "--half", help="fp16 convolutions (CUDA); statistics stay fp64"),
-    tile: Optional[int] = typer.Option(None, "--tile", min=16, help="force tiles of N px (default: from --max-memory)"),
-    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="memory budget, e.g. 2G (default 2G on "
-                                             "CPU, 80% of free GPU memory on CUDA)"),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="refuse larger inputs/outputs"),
-    quality: int = typer.Option(95, "--quality", min=1, max=100, help="JPEG quality"),
-    bits: int = typer.Option(8, "--bits", help="8, or 16 for TIFF output"),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="folder holding weight files"),
+    res: Optional[str] = RES,
+    style_res: Optional[str] = STYLE_RES,
+    alpha: float = ALPHA,
+    levels: str = LEVELS,
+    transform: str = TRANSFORM,
+    model: str = MODEL,
+    backend: str = BACKEND,
+    device: str = DEVICE,
+    half: bool = HALF,
+    tile: Optional[int] = TILE,
+    max_memory: Optional[str] = MAX_MEMORY,
+    max_pixels: int = MAX_PIXELS,
+    quality: int = QUALITY,
+    bits: int = BITS,
+    weights_dir: Optional[Path] = WEIGHTS_DIR,
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress bar or summary"),
 ):
     """Paint CONTENT in the style of STYLE, at any resolution, in bounded memory."""

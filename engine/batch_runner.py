@@ -1,0 +1,334 @@
+"""Stylize every photo of a folder with every style: what ``stylize batch`` does, from Python.
+
+    from engine.batch_runner import run_batch
+    summary = run_batch("photos", ["starry.jpg", "sketch.png"], "out", StylizeOptions(resolution="2k"))
+
+Why it is faster than a loop of ``stylize`` commands: the models load once, each style's
+statistics are computed once (they depend on the style alone) and reused for every photo,
+each photo is decoded once for all styles, and decoding the next photo and encoding the
+previous result run in worker threads while the engine computes (:mod:`engine.batch_pipeline`).
+
+Why nothing is lost: results are written atomically, so a present output is a complete one
+and a rerun skips it (``overwrite=True`` redoes it); a file that cannot be read, computed or
+written is recorded with its reason and the batch moves on; every pair gets one line in a
+JSON-lines report as it finishes. Ctrl-C stops computing, lets the writer finish the results
+already computed, and raises :class:`BatchInterrupted` carrying the summary.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Lock
+from typing import Callable
+
+from .batch_files import Pair, check_styles, find_photos, plan_pairs, remove_stale_parts
+from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
+from .files import StylizeOptions, build_stylizer
+from .imageio import ImageError, parse_resolution, read_image, write_image
+from .stylizer import Stylizer
+
+REPORT_NAME = "batch-report.jsonl"
+LOCK_NAME = ".stylize-batch.lock"
+
+
+@dataclass
+class PairResult:
+    pair: Pair
+    status: str  # done | skipped | failed
+    reason: str | None = None
+    size: tuple[int, int] | None = None
+    read_seconds: float = 0.0  # decoding the photo (charged to its first style)
+    style_seconds: float = 0.0  # loading the style and computing its statistics (first use only)
+    compute_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+    def record(self, out_dir: Path) -> dict:
+        out = self.pair.output
+        return {"photo": str(self.pair.photo), "style": str(self.pair.style),
+                "output": str(out.relative_to(out_dir)) if out.is_relative_to(out_dir) else str(out),
+                "status": self.status, "reason": self.reason, "size": list(self.size) if self.size else None,
+                "bytes": out.stat().st_size if self.status == "done" and out.is_file() else None,
+                "read_seconds": round(self.read_seconds, 3), "style_seconds": round(self.style_seconds, 3),
+                "compute_seconds": round(self.compute_seconds, 3), "write_seconds": round(self.write_seconds, 3)}
+
+
+@dataclass
+class BatchSummary:
+    results: list[PairResult] = field(default_factory=list)
+    pending: int = 0  # pairs this run had to compute (not skipped)
+    ignored: list[Path] = field(default_factory=list)  # files in the folder that are not images
+    seconds: float = 0.0
+    interrupted: bool = False
+    report: Path | None = None
+
+    def _with(self, status: str) -> list[PairResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def done(self) -> list[PairResult]:
+        return self._with("done")
+
+    @property
+    def skipped(self) -> list[PairResult]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> list[PairResult]:
+        return self._with("failed")
+
+    @property
+    def remaining(self) -> int:
+        return self.pending - len(self.done) - len(self.failed)
+
+    @property
+    def images_per_minute(self) -> float:
+        return 60 * len(self.done) / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        """The end-of-batch summary: counts, then each failure with its reason (one line per photo)."""
+        head = f"done {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)}"
+        if self.interrupted:
+            head = f"interrupted: {head}, not started {self.remaining} (rerun the same command to finish)"
+        head += f" in {self.seconds:.1f}s"
+        if self.done:
+            head += f" ({self.images_per_minute:.2f} images/min)"
+        lines = [head]
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for r in self.failed:
+            grouped.setdefault((str(r.pair.photo), r.reason or "?"), []).append(r.pair.style.stem)
+        for (photo, reason), styles in grouped.items():
+            lines.append(f"  failed: {photo} [{', '.join(styles)}]: {reason}")
+        if self.ignored:
+            lines.append(f"ignored {len(self.ignored)} file(s) that are not images, e.g. {self.ignored[0]}")
+        if self.report:
+            lines.append(f"report: {self.report}")
+        return lines
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch, after the cleanup: finished results are on disk, none is partial."""
+
+    def __init__(self, summary: BatchSummary):
+        super().__init__("batch interrupted")
+        self.summary = summary
+
+
+def failure_reason(e: BaseException, path: Path | None = None) -> str:
+    """One line; an ImageError's leading 'PATH: ' is dropped (the record names the file)."""
+    msg = (str(e).strip().splitlines() or [""])[0]
+    if path is not None and msg.startswith(f"{path}: "):
+        msg = msg[len(f"{path}: "):]
+    if not isinstance(e, ImageError):
+        msg = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+    if "out of memory" in msg.lower():
+        msg += " (lower --max-memory or --tile)"
+    return msg
+
+
+class StyleCache:
+    """Per style: its statistics at every level, computed on first use and kept (or, with
+    ``cache=False``, the style image itself, so every photo recomputes them)."""
+
+    def __init__(self, opts: StylizeOptions, cache: bool = True):
+        self.opts, self.cache = opts, cache
+        self._ready: dict[Path, object] = {}
+        self._errors: dict[Path, str] = {}
+
+    def get(self, style: Path, stylizer: Stylizer) -> tuple[object, float]:
+        """(statistics or image, seconds spent now); raises ImageError for a style that cannot be used."""
+        if style in self._errors:
+            raise ImageError(self._errors[style])
+        if style in self._ready:
+            return self._ready[style], 0.0
+        t = time.perf_counter()
+        try:
+            image = read_image(style, parse_resolution(self.opts.style_resolution), self.opts.max_pixels).rgb
+            self._ready[style] = stylizer.style_statistics(image) if self.cache else image
+        except Exception as e:
+            self._errors[style] = f"style {style}: {failure_reason(e, style)}"
+            raise ImageError(self._errors[style]) from None
+        return self._ready[style], time.perf_counter() - t
+
+
+class Report:
+    """The JSON-lines report, one line per pair, flushed as each pair finishes (thread-safe)."""
+
+    def __init__(self, path: Path, out_dir: Path, on_result: Callable[[PairResult], None] | None):
+        self.path, self.out_dir, self.on_result = path, out_dir, on_result
+        self.results: list[PairResult] = []
+        self._lock = Lock()
+        try:
+            self._file = open(path, "w", encoding="utf-8")
+        except OSError as e:
+            raise ImageError(f"{path}: cannot write the report ({e.strerror or e})") from None
+
+    def add(self, result: PairResult, notify: bool = True) -> None:
+        with self._lock:
+            self.results.append(result)
+            self._file.write(json.dumps(result.record(self.out_dir)) + "\n")
+            self._file.flush()
+        if notify and self.on_result:
+            self.on_result(result)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@contextmanager
+def exclusive(out_dir: Path):
+    """One batch per output folder at a time: a second would race on the same outputs."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: run unguarded
+        yield
+        return
+    path = out_dir / LOCK_NAME
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ImageError(f"{out_dir}: another batch is writing into this folder") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Job:
+    pair: Pair
+    rgb: object
+    alpha: object
+    result: PairResult
+
+
+class Batch:
+    """A planned batch: ``pairs`` (all), ``pending`` (to compute), ``skipped`` (already complete)."""
+
+    def __init__(self, photos_dir: str | os.PathLike, styles: list, out_dir: str | os.PathLike,
+                 opts: StylizeOptions | None = None, *, fmt: str = "png", overwrite: bool = False,
+                 report_path: str | os.PathLike | None = None, cache_style: bool = True, overlap_io: bool = True,
+                 stylizer: Stylizer | None = None):
+        self.photos_dir, self.out_dir = Path(photos_dir), Path(out_dir)
+        self.opts = opts or StylizeOptions()
+        if not self.photos_dir.is_dir():
+            raise ImageError(f"{self.photos_dir}: not a folder")
+        if self.opts.bits == 16 and fmt != "tif":
+            raise ImageError("16-bit output needs --format tif")
+        self.styles = check_styles([Path(s) for s in styles])
+        found = find_photos(self.photos_dir, exclude=self.out_dir)
+        self.ignored = found.ignored
+        self.pairs = plan_pairs(found.photos, self.styles, self.out_dir, fmt)
+        done = (lambda p: False) if overwrite else (lambda p: p.output.is_file())
+        self.skipped = [p for p in self.pairs if done(p)]
+        self.pending = [p for p in self.pairs if not done(p)]
+        self.report_path = Path(report_path) if report_path else self.out_dir / REPORT_NAME
+        self.cache_style, self.overlap_io = cache_style, overlap_io
+        self._stylizer = stylizer
+
+    def run(self, on_result: Callable[[PairResult], None] | None = None,
+            on_start: Callable[[Pair], None] | None = None) -> BatchSummary:
+        """Compute every pending pair; ``on_result`` sees each done/failed pair (any thread)."""
+        t0 = time.perf_counter()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.out_dir):
+            for pair in self.pending:
+                remove_stale_parts(pair.output)
+            report = Report(self.report_path, self.out_dir, on_result)
+            try:
+                for pair in self.skipped:
+                    report.add(PairResult(pair, "skipped", "output exists (--overwrite redoes it)"), notify=False)
+                interrupted = self._compute(report, on_start)
+            finally:
+                report.close()
+        summary = BatchSummary(report.results, len(self.pending), self.ignored, time.perf_counter() - t0,
+                               interrupted, self.report_path)
+        if interrupted:
+            raise BatchInterrupted(summary)
+        return summary
+
+    def _groups(self) -> list[list[Pair]]:
+        groups: dict[Path, list[Pair]] = {}
+        for pair in self.pending:
+            groups.setdefault(pair.photo, []).append(pair)
+        return list(groups.values())
+
+    def _read(self, group: list[Pair]):
+        return read_image(self.photos_dir / group[0].photo, parse_resolution(self.opts.resolution),
+                          self.opts.max_pixels)
+
+    def _save(self, report: Report):
+        def save(job: _Job) -> None:
+            t = time.perf_counter()
+            try:
+                job.pair.output.parent.mkdir(parents=True, exist_ok=True)
+                write_image(job.pair.output, job.rgb, job.alpha, quality=self.opts.quality, bits=self.opts.bits)
+                job.result.status, job.result.reason = "done", None
+            except Exception as e:  # disk full, permissions: this result is lost, the batch is not
+                job.result.status, job.result.reason = "failed", f"writing {job.pair.output}: {failure_reason(e)}"
+            job.rgb = None
+            job.result.write_seconds = time.perf_counter() - t
+            report.add(job.result)
+        return save
+
+    def _compute(self, report: Report, on_start: Callable[[Pair], None] | None) -> bool:
+        """The main loop; returns True when interrupted. Compute stays in this (the main) thread."""
+        if not self.pending:
+            return False
+        groups = self._groups()
+        reader = Prefetcher(groups, self._read) if self.overlap_io else SequentialReader(groups, self._read)
+        writer = WriterThread(self._save(report)) if self.overlap_io else InlineWriter(self._save(report))
+        styles = StyleCache(self.opts, self.cache_style)
+        try:
+            for loaded in reader:
+                group, image = loaded.key, loaded.value
+                if loaded.error is not None:
+                    reason = failure_reason(loaded.error, self.photos_dir / group[0].photo)
+                    for pair in group:
+                        report.add(PairResult(pair, "failed", reason, read_seconds=loaded.seconds))
+                    continue
+                for i, pair in enumerate(group):
+                    if on_start:
+                        on_start(pair)
+                    stylizer = self._get_stylizer()  # a model that will not load stops the batch
+                    result = PairResult(pair, "failed", size=image.size, read_seconds=loaded.seconds if i == 0 else 0)
+                    try:
+                        style, result.style_seconds = styles.get(pair.style, stylizer)
+                        last = i == len(group) - 1
+                        content = image.rgb if last else image.rgb.copy()
+                        t = time.perf_counter()
+                        rgb = stylizer.stylize(content, style, alpha=self.opts.alpha, transform=self.opts.transform,
+                                               consume_content=True)
+                        result.compute_seconds = time.perf_counter() - t
+                        del content
+                    except Exception as e:
+                        result.reason = failure_reason(e)
+                        report.add(result)
+                        continue
+                    writer.put(_Job(pair, rgb, image.alpha, result))
+                    del rgb
+                image = loaded = None
+        except KeyboardInterrupt:
+            return True
+        finally:
+            try:
+                reader.close()
+            finally:
+                writer.close()
+        return False
+
+    def _get_stylizer(self) -> Stylizer:
+        if self._stylizer is None:
+            self._stylizer = build_stylizer(self.opts)
+        return self._stylizer
+
+
+def run_batch(photos_dir: str | os.PathLike, styles: list, out_dir: str | os.PathLike,
+              opts: StylizeOptions | None = None, **kwargs) -> BatchSummary:
+    """Plan and run a batch (see :class:`Batch` for the keyword options)."""
+    on_result = kwargs.pop("on_result", None)
+    return Batch(photos_dir, styles, out_dir, opts, **kwargs).run(on_result=on_result)
