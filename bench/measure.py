@@ -32,6 +32,7 @@ class ChildResult:
     wall_s: float
     peak_rss_bytes: int
     output_tail: str
+    timed_out: bool = False  # killed by us at ``timeout``, not by the kernel or itself
 
     @property
     def ok(self) -> bool:
@@ -49,7 +50,8 @@ def run_child(command: list[str], env: dict[str, str] | None = None, timeout: fl
     with tempfile.TemporaryFile("w+") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        killed = threading.Event()
+        timer = threading.Timer(timeout, lambda: (killed.set(), proc.kill())) if timeout else None
         if timer:
             timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -59,7 +61,7 @@ def run_child(command: list[str], env: dict[str, str] | None = None, timeout: fl
         proc.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         tail = log.read()[-2000:]
-    return ChildResult(command, proc.returncode, wall, usage.ru_maxrss * 1024, tail)
+    return ChildResult(command, proc.returncode, wall, usage.ru_maxrss * 1024, tail, killed.is_set())
 
 
 def _sample(key: str) -> str:

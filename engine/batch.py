@@ -2,10 +2,14 @@
 
 Exit codes: 0 every pair done or already complete; 1 some pair failed (see the summary and
 the report); 2 a usage error (nothing was computed); 130 interrupted (rerun to finish).
+SIGTERM (``kill``, a job scheduler's timeout) stops the batch as cleanly as Ctrl-C. A SIGINT
+that the parent shell told us to ignore (a background job without job control) stays ignored.
 """
 from __future__ import annotations
 
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -45,6 +49,23 @@ class BatchBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """A plain ``kill`` would end the process between two writes with no summary; make it a Ctrl-C."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -98,7 +119,8 @@ def batch(
                        f"{len(plan.skipped)} already done", err=True)
         bar = BatchBar(len(plan.pending), quiet)
         try:
-            summary = plan.run(on_result=bar.result, on_start=bar.start)
+            with sigterm_as_interrupt():
+                summary = plan.run(on_result=bar.result, on_start=bar.start)
         except BatchInterrupted as stop:
             summary = stop.summary
         finally:

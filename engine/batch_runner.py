@@ -192,6 +192,8 @@ def exclusive(out_dir: Path):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ImageError(f"{out_dir}: another batch is writing into this folder") from None
+        except OSError:  # a filesystem without locks: run unguarded
+            pass
         try:
             yield
         finally:
@@ -217,6 +219,8 @@ class Batch:
         self.opts = opts or StylizeOptions()
         if not self.photos_dir.is_dir():
             raise ImageError(f"{self.photos_dir}: not a folder")
+        if self.out_dir.resolve() == self.photos_dir.resolve():
+            raise ImageError(f"{self.out_dir}: the output folder must not be the photo folder itself")
         if self.opts.bits == 16 and fmt != "tif":
             raise ImageError("16-bit output needs --format tif")
         self.styles = check_styles([Path(s) for s in styles])
@@ -234,7 +238,10 @@ class Batch:
             on_start: Callable[[Pair], None] | None = None) -> BatchSummary:
         """Compute every pending pair; ``on_result`` sees each done/failed pair (any thread)."""
         t0 = time.perf_counter()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ImageError(f"{self.out_dir}: cannot create the output folder ({e.strerror or e})") from None
         with exclusive(self.out_dir):
             for pair in self.pending:
                 remove_stale_parts(pair.output)
@@ -269,7 +276,8 @@ class Batch:
                 write_image(job.pair.output, job.rgb, job.alpha, quality=self.opts.quality, bits=self.opts.bits)
                 job.result.status, job.result.reason = "done", None
             except Exception as e:  # disk full, permissions: this result is lost, the batch is not
-                job.result.status, job.result.reason = "failed", f"writing {job.pair.output}: {failure_reason(e)}"
+                reason = failure_reason(e, job.pair.output)
+                job.result.status, job.result.reason = "failed", f"writing {job.pair.output}: {reason}"
             job.rgb = None
             job.result.write_seconds = time.perf_counter() - t
             report.add(job.result)

@@ -181,13 +181,17 @@ def test_activations_stay_in_fp16_range(fp32_exports):
     assert peak["Conv"] < 1024, peak
 
 
-def test_fp16_backend_returns_float32_and_stays_close(fp16_exports, torch_outputs):
+def test_fp16_backend_returns_float32_and_stays_close(fp16_exports, ort_cpu):
+    """fp16 graphs end to end against the same graphs in fp32 (which match torch to > 70 dB), at
+    half the reference size: fp16 on a CPU is emulated and slow, the numerics are the same."""
     backend = OnnxRuntimeBackend(fp16_exports, device="cpu")
     f = backend.encode(5, torch.rand(1, 3, 96, 80))
     assert f.dtype == torch.float32 and backend.decode(5, f).dtype == torch.float32
-    name, alpha = "face_x_matisse", 1.0
-    got = psnr(_stylize(backend, name, alpha), torch_outputs(name, alpha))
-    assert got >= 40.0, f"fp16 graphs vs torch fp32: {got:.2f} dB"
+    name = "face_x_matisse"
+    content, style = (load_rgb(REFERENCE / f"{name}.{kind}.png")[:, ::2, ::2].copy() for kind in ("content", "style"))
+    half, full = (to_uint8(Stylizer(backend=be, max_memory="8G").stylize(content, style)) for be in (backend, ort_cpu))
+    got = psnr(half, full)
+    assert got >= 40.0, f"fp16 vs fp32 graphs: {got:.2f} dB"
 
 
 # ----------------------------------------------------------------------------------- onnxruntime

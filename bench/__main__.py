@@ -1,0 +1,4 @@
+"""``python -m bench``: the benchmark suite, the same command as ``stylize bench``."""
+from .cli import app
+
+app(prog_name="python -m bench")

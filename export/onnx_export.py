@@ -1,0 +1,317 @@
+"""Each level's encoder and decoder as ONNX graphs, checked, verified and labelled.
+
+Why the graphs hold only the convolutions: WCT needs the whole image's mean and covariance
+and an eigendecomposition in fp64, which no inference engine offers (TensorRT has no eigh,
+and Σx² overflows fp16). So a level is two graphs, image → features and features → image,
+and the statistics and the affine transform between them stay in torch, the same code for
+every backend.
+
+What decides whether an export runs everywhere and stays exact:
+
+* Reflection padding. The TorchScript exporter writes ``ReflectionPad2d`` as
+  ``Pad(mode="reflect")`` but computes its ``pads`` with a Slice/Transpose subgraph;
+  :func:`fold_constants` turns that into an initializer, because TensorRT's parser (and some
+  other runtimes) accept only constant pads. ``padding="slice"`` instead writes the
+  one-pixel reflection as Slice + Concat, ops every runtime has; both are exact.
+* Odd sizes. Heights and widths are dynamic axes; pooling floors (or ceils for the
+  Torch7-converted VGG) exactly as torch does, so any size ≥ 2 · stride runs, and the graphs
+  are verified at a size different from the one they were traced at.
+* Precision is a property of the graph, not a builder hint (TensorRT's strong typing): the
+  fp16 variant has fp16 weights and activations and casts at a float32 boundary, so the
+  tensors statistics are taken from are float32 whatever runs inside.
+
+The legacy TorchScript exporter (``dynamo=False``) is used because the torch.export-based one
+needs onnxscript, which is not a dependency; its output is plain opset-17 ONNX.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from models.architecture import LevelGeometry
+from models.weights import resolve, sha256_of
+from models.zoo import FAMILIES, get_family, load_levels
+
+# Bump when the exported graphs change, so cached exports made by older code are redone.
+FORMAT_VERSION = "1"
+DEFAULT_OPSET = 17
+PARTS = ("enc", "dec")
+PRECISIONS = ("fp32", "fp16")
+PADDINGS = ("reflect", "slice")
+IO_NAMES = {"enc": ("image", "features"), "dec": ("features", "image")}
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    """One exported graph and what its metadata says it is."""
+
+    path: Path
+    model: str
+    level: int
+    part: str  # "enc" or "dec"
+    weights_sha256: str
+    precision: str
+    padding: str
+    opset: int
+    format_version: str
+    geometry: LevelGeometry  # from the metadata: a deployment needs no model code or weights
+    ceil_mode: bool
+
+    @property
+    def input_name(self) -> str:
+        return IO_NAMES[self.part][0]
+
+    @property
+    def output_name(self) -> str:
+        return IO_NAMES[self.part][1]
+
+
+def onnx_filename(model: str, part: str, level: int, precision: str = "fp32") -> str:
+    return f"{model}-{part}{level}{'-fp16' if precision == 'fp16' else ''}.onnx"
+
+
+def checkpoint_file(model: str | os.PathLike) -> Path | None:
+    """The trained checkpoint ``model`` names, or None for a registry family (as models.zoo decides)."""
+    return Path(model) if str(model) not in FAMILIES and Path(model).is_file() else None
+
+
+def model_label(model: str | os.PathLike) -> str:
+    """The name files and metadata use: the family name, or a trained checkpoint's file stem."""
+    ckpt = checkpoint_file(model)
+    return ckpt.stem if ckpt else get_family(str(model)).name
+
+
+@functools.lru_cache(maxsize=None)
+def current_geometry(model: str, level: int, precision: str = "fp32") -> LevelGeometry:
+    """What the architecture code says now; exports carry a copy for deployments without it."""
+    return get_family(model).build(level).geometry(dtype_bytes=2 if precision == "fp16" else 4)
+
+
+def output_shape(exported: ExportedFile, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Shape a graph produces for an input shape: pools halve (floor, or ceil for VGG-19), ups double."""
+    g = exported.geometry
+    n, _, h, w = shape
+    if exported.part == "dec":
+        return n, 3, h * g.stride, w * g.stride
+    for _ in range(exported.level - 1):
+        h, w = ((h + 1) // 2, (w + 1) // 2) if exported.ceil_mode else (h // 2, w // 2)
+    return n, g.channels, h, w
+
+
+def weights_sha256(model: str, level: int, part: str, weights_dir: str | os.PathLike | None = None) -> str:
+    """sha256 of the weight file a graph is made from: the key that makes stale exports visible.
+
+    A trained checkpoint holds every level, so its own sha256 is the key for all of them.
+    """
+    ckpt = checkpoint_file(model)
+    if ckpt:
+        return sha256_of(ckpt)
+    return sha256_of(resolve(get_family(str(model)).key(part, level), weights_dir))
+
+
+class SliceReflectionPad2d(nn.Module):
+    """ReflectionPad2d(1) as Slice + Concat: same values, exported without a Pad op."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x[:, :, 1:2], x, x[:, :, -2:-1]], dim=2)
+        return torch.cat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], dim=3)
+
+
+class _Fp16Graph(nn.Module):
+    """fp16 inside, float32 at the boundary (the engine's statistics never see fp16)."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.half()).float()
+
+
+def exportable(seq: nn.Sequential, precision: str, padding: str) -> nn.Module:
+    """A copy of an encoder or decoder rewritten for export; the original is untouched."""
+    if precision not in PRECISIONS or padding not in PADDINGS:
+        raise ValueError(f"precision must be one of {PRECISIONS} and padding one of {PADDINGS}")
+    body = copy.deepcopy(seq).float().eval()
+    if padding == "slice":
+        for i, m in enumerate(body):
+            if isinstance(m, nn.ReflectionPad2d):
+                if tuple(m.padding) != (1, 1, 1, 1):
+                    raise ValueError(f"slice padding handles 1-pixel reflection only, got {m.padding}")
+                body[i] = SliceReflectionPad2d()
+    return _Fp16Graph(body) if precision == "fp16" else body
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Evaluate every node whose inputs are all constants and store its outputs as initializers.
+
+    Generic on purpose (any op the ONNX reference evaluator knows): what it removes in
+    practice is the subgraph computing reflection-pad widths. Unused initializers are dropped.
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    kept = []
+    for node in graph.node:
+        inputs = [i for i in node.input if i]
+        if node.op_type != "Constant" and (not inputs or not all(i in known for i in inputs)):
+            kept.append(node)
+            continue
+        feeds = {i: known[i] for i in inputs}
+        outputs = ReferenceEvaluator(node).run(None, feeds)
+        known.update({name: np.asarray(v) for name, v in zip(node.output, outputs)})
+    used = {i for n in kept for i in n.input} | {o.name for o in graph.output}
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(numpy_helper.from_array(v, name) for name, v in known.items() if name in used)
+    return model
+
+
+def export_graph(seq: nn.Sequential, path: Path, *, model: str, level: int, part: str, weights_sha: str,
+                 precision: str = "fp32", padding: str = "reflect", opset: int = DEFAULT_OPSET) -> ExportedFile:
+    """Trace one encoder or decoder, fold, label, check (full) and write it atomically."""
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    family = get_family(model)
+    g = current_geometry(model, level, precision)
+    side = max(64, 4 * g.stride)  # the trace size; verification runs at another one
+    sample = torch.rand(1, 3, side, side) if part == "enc" else torch.rand(1, g.channels, side // g.stride,
+                                                                           side // g.stride)
+    in_name, out_name = IO_NAMES[part]
+    axes = {in_name: {2: f"{in_name}_height", 3: f"{in_name}_width"},
+            out_name: {2: f"{out_name}_height", 3: f"{out_name}_width"}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # legacy-exporter deprecation and constant-folding notes
+            torch.onnx.export(exportable(seq, precision, padding), (sample,), tmp, opset_version=opset,
+                              input_names=[in_name], output_names=[out_name], dynamic_axes=axes,
+                              do_constant_folding=True, dynamo=False)
+        proto = fold_constants(onnx.load(tmp))
+        proto.producer_name, proto.doc_string = "stylize", f"{model} level {level} {part} ({precision})"
+        meta = {"model": model_label(model), "level": str(level), "part": part, "weights_sha256": weights_sha,
+                "precision": precision, "padding": padding, "opset": str(opset), "format_version": FORMAT_VERSION,
+                "geometry": json.dumps(asdict(g)), "ceil_mode": str(int(family.ceil_mode))}
+        onnx.helper.set_model_props(proto, meta)
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return read_metadata(path)
+
+
+def read_metadata(path: str | os.PathLike) -> ExportedFile:
+    """What an exported file says it is; a file without our metadata is an error, not a guess."""
+    path = Path(path)
+    proto = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    missing = [k for k in ("model", "level", "part", "weights_sha256", "precision", "opset", "geometry")
+               if k not in props]
+    if missing:
+        raise ValueError(f"{path}: not a stylize export (metadata lacks {', '.join(missing)})")
+    return ExportedFile(path, props["model"], int(props["level"]), props["part"], props["weights_sha256"],
+                        props["precision"], props.get("padding", "reflect"), int(props["opset"]),
+                        props.get("format_version", ""), LevelGeometry(**json.loads(props["geometry"])),
+                        props.get("ceil_mode", "0") == "1")
+
+
+def export_model(model: str, out_dir: str | os.PathLike, *, levels: tuple[int, ...] | None = None,
+                 weights_dir: str | os.PathLike | None = None, precision: str = "fp32",
+                 padding: str = "reflect", opset: int = DEFAULT_OPSET, verify: bool = True) -> list[ExportedFile]:
+    """Export encoder and decoder of each level into ``out_dir``; optionally verify against torch."""
+    family, label = get_family(model), model_label(model)
+    levels = tuple(levels or family.levels)
+    out: list[ExportedFile] = []
+    for level in levels:
+        module = load_levels(model, (level,), weights_dir)[level]
+        for part, seq in (("enc", module.encoder), ("dec", module.decoder)):
+            exported = export_graph(seq, Path(out_dir) / onnx_filename(label, part, level, precision), model=model,
+                                    level=level, part=part, weights_sha=weights_sha256(model, level, part, weights_dir),
+                                    precision=precision, padding=padding, opset=opset)
+            if verify:
+                err = verify_against_torch(exported, seq)
+                tol = 5e-2 if precision == "fp16" else 1e-3
+                if err > tol:
+                    raise RuntimeError(f"{exported.path.name}: onnxruntime differs from torch by {err:.3g} "
+                                       f"(relative), more than {tol}")
+            out.append(exported)
+    return out
+
+
+def verify_against_torch(exported: ExportedFile, seq: nn.Sequential, size: tuple[int, int] | None = None,
+                         seed: int = 0) -> float:
+    """Largest |onnxruntime − torch| relative to the output's range, at a size the trace never saw.
+
+    The default size is stride-aligned but neither square nor a power of two, which is what the
+    tiled engine feeds; callers pass truly odd sizes too.
+    """
+    import onnxruntime as ort
+
+    g = exported.geometry
+    h, w = size or (3 * g.stride + 5 * 16, 5 * g.stride + 3 * 16)
+    gen = torch.Generator().manual_seed(seed)
+    if exported.part == "enc":
+        x = torch.rand(1, 3, h, w, generator=gen)
+    else:  # decoder inputs are non-negative post-ReLU features of realistic size
+        x = 4 * torch.rand(1, g.channels, max(2, h // g.stride), max(2, w // g.stride), generator=gen)
+    with torch.no_grad():
+        ref = seq(x).numpy()
+    sess = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    got = sess.run([exported.output_name], {exported.input_name: x.numpy()})[0]
+    if got.shape != ref.shape:
+        raise RuntimeError(f"{exported.path.name}: output shape {got.shape}, torch gives {ref.shape}")
+    return float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-6))
+
+
+def check_export_set(exports: dict[tuple[int, str], ExportedFile]) -> tuple[str, str, dict[int, LevelGeometry]]:
+    """(model, precision, geometry per level) of a set a backend runs: one model, one precision,
+    both parts for every level."""
+    models, precisions = {f.model for f in exports.values()}, {f.precision for f in exports.values()}
+    if len(models) != 1 or len(precisions) != 1:
+        raise ValueError(f"exports must be one model in one precision, got {sorted(models)} {sorted(precisions)}")
+    levels = sorted({level for level, _ in exports})
+    incomplete = [k for k in levels if (k, "enc") not in exports or (k, "dec") not in exports]
+    if incomplete:
+        raise ValueError(f"level(s) {incomplete} lack an encoder or a decoder graph")
+    return models.pop(), precisions.pop(), {k: exports[(k, "enc")].geometry for k in levels}
+
+
+def find_exports(onnx_dir: str | os.PathLike, model: str, levels: tuple[int, ...],
+                 precision: str = "fp32") -> dict[tuple[int, str], ExportedFile]:
+    """The exported files for ``levels`` in a folder, each checked to be what its name says.
+
+    ``model`` is the label the files carry (see :func:`model_label`).
+    """
+    found: dict[tuple[int, str], ExportedFile] = {}
+    for level in levels:
+        for part in PARTS:
+            path = Path(onnx_dir) / onnx_filename(model, part, level, precision)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing; run 'stylize export --model {model} -o {onnx_dir}'"
+                                        f"{' --half' if precision == 'fp16' else ''}")
+            meta = read_metadata(path)
+            if (meta.model, meta.level, meta.part, meta.precision) != (model, level, part, precision):
+                raise ValueError(f"{path}: metadata says {meta.model} level {meta.level} {meta.part} "
+                                 f"{meta.precision}, expected {model} level {level} {part} {precision}")
+            found[(level, part)] = meta
+    return found

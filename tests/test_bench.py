@@ -1,0 +1,118 @@
+"""The benchmark suite end to end on a tiny matrix: what it writes, that failures are rows,
+and that its FLOP accounting matches the architecture worked out by hand.
+
+Nothing here asserts a speed or a memory size: those are what the suite measures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(out: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "bench", "--out", str(out), "--devices", "cpu", "--repeats", "1", "--warmup", "0",
+           *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """res 256, levels 2 and 1, torch whole and tiled, and the paper pipeline, on the CPU."""
+    out = tmp_path_factory.mktemp("bench")
+    proc = run_bench(out, "--res", "256", "--levels", "2,1", "--backends", "torch", "--modes", "whole,tiled",
+                     "--tile", "64")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, json.loads((out / "results.json").read_text()), proc.stdout
+
+
+def _cell(data: dict, mode: str) -> dict:
+    (cell,) = [c for c in data["cells"] if c["spec"]["mode"] == mode]
+    return cell["result"]
+
+
+def test_tiny_matrix_writes_json_markdown_and_plots(tiny):
+    out, data, stdout = tiny
+    assert sorted(c["spec"]["mode"] for c in data["cells"]) == ["paper", "tiled", "whole"]
+    for c in data["cells"]:
+        r = c["result"]
+        assert r["status"] == "ok", r
+        assert r["median_s"] > 0 and len(r["times_s"]) == 1
+        assert r["peak_rss_bytes"] > 50 * 2**20  # a child that imported torch, measured by wait4
+        assert r["content_hw"][1] == 256 and r["style_hw"] == [512, 512]
+    whole, tiled, paper = _cell(data, "whole"), _cell(data, "tiled"), _cell(data, "paper")
+    assert whole["tiles"] == 2  # one per level
+    assert tiled["tiles"] > 2 * 2  # 64 px tiles on a 256 x 144 image: several per level
+    assert paper["speedup_vs_paper"] == pytest.approx(1.0) and paper["memory_vs_paper"] == pytest.approx(1.0)
+    for r in (whole, tiled):
+        assert r["speedup_vs_paper"] == pytest.approx(paper["median_s"] / r["median_s"])
+        assert r["memory_vs_paper"] == pytest.approx(r["peak_rss_bytes"] / paper["peak_rss_bytes"])
+    assert data["machine"]["cores"] == os.cpu_count() and "torch" in data["machine"]["versions"]
+
+    md = (out / "bench.md").read_text()
+    assert "| res | MP | model | backend | mode |" in md and md.count("| 256 |") == 3
+    assert "python -m bench --res 256" in md and "time_vs_mp.png" in md
+    assert "| cd16x | 2 | 3,897 | 3,888 | 7,785 |" in md  # the per-level compute table
+    assert "| 256 |" in stdout  # the table is printed too
+    for name in ("time_vs_mp.png", "memory_vs_mp.png"):
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.width >= 600 and im.height >= 400
+    text = (out / "results.json").read_text() + md
+    assert str(ROOT) not in text and sys.prefix not in text and str(out) not in text
+
+
+def test_gflops_match_a_hand_count(tiny):
+    """cd16x, per pixel of the level's input (3x3 convs: 9*cin*cout, conv0 1x1: 3*3):
+    level 1: encoder conv0 9 + conv11 3->24 648 = 657, decoder conv11 24->3 648;
+    level 2: encoder 9 + 3->16 432 + 16->16 2304 + (16->32 4608)/4 = 3897,
+             decoder (32->16 4608)/4 + 16->16 2304 + 16->3 432 = 3888.
+    Content goes through encoder and decoder, style through the encoder, 2 FLOP per MAC."""
+    _, data, _ = tiny
+    for mode in ("whole", "tiled", "paper"):
+        r = _cell(data, mode)
+        content = r["content_hw"][0] * r["content_hw"][1]
+        style = r["style_hw"][0] * r["style_hw"][1]
+        flop = 2 * ((657 + 648 + 3897 + 3888) * content + (657 + 3897) * style)
+        assert r["gflops"] == pytest.approx(flop / r["median_s"] / 1e9, rel=1e-9)
+
+
+def test_out_of_memory_timeout_and_unavailable_are_results(tmp_path):
+    """A cell capped at 16 MB of address space runs out of memory inside the child; the suite
+    records it (and a backend that cannot run on this device) and still writes its report."""
+    proc = run_bench(tmp_path, "--res", "256", "--levels", "1", "--backends", "torch,tensorrt", "--modes", "tiled",
+                     "--no-baseline", "--memory-cap", "16M")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    status = {c["spec"]["backend"]: c["result"] for c in data["cells"]}
+    assert status["torch"]["status"] == "oom", status["torch"]
+    assert status["tensorrt"] == {**status["tensorrt"], "status": "skipped", "reason": "TensorRT runs on CUDA only"}
+    md = (tmp_path / "bench.md").read_text()
+    assert "OOM" in md and "skipped: TensorRT runs on CUDA only" in md
+    assert (tmp_path / "time_vs_mp.png").is_file()
+
+    proc = run_bench(tmp_path, "--res", "256", "--levels", "1", "--backends", "torch", "--modes", "whole",
+                     "--no-baseline", "--timeout", "0.5", "--append")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    by_id = {c["id"]: c["result"] for c in data["cells"]}
+    assert by_id["cd16x|torch|whole|cpu|256"]["status"] == "timeout"
+    assert by_id["cd16x|torch|tiled|cpu|256"]["status"] == "oom"  # kept from the first run (--append)
+    assert len(data["runs"]) == 2
+
+
+def test_stylize_bench_is_the_same_command(capsys):
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--help"])
+    assert e.value.code == 0
+    help_text = capsys.readouterr().out
+    for option in ("--res", "--models", "--backends", "--modes", "--devices", "--max-baseline-res", "--out"):
+        assert option in help_text
