@@ -9,9 +9,7 @@ Where tensors live: ``backend.device`` is CUDA only when torch can see the GPU t
 tiles stay on the GPU and are bound to the session by pointer (IO binding), otherwise they
 cross as numpy arrays and onnxruntime does any copy itself.
 
-The WCT transform stays outside the graphs, as the same torch 1x1 convolution the torch
-backend uses: one implementation of the numerics for every backend, and A and b (derived in
-fp64) change per image, so baking them into a graph would mean a re-export per image.
+The WCT transform stays outside the graphs (see :mod:`export.graph_backend`).
 """
 from __future__ import annotations
 
@@ -22,9 +20,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from engine.wct import apply_affine
-from models.architecture import LevelGeometry
-
+from .graph_backend import GraphBackend
 from .onnx_export import ExportedFile, check_export_set, output_shape
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -59,7 +55,7 @@ def select_providers(device: str | torch.device | None = "auto",
     return providers, torch.device("cuda", index) if torch.cuda.is_available() else torch.device("cpu")
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(GraphBackend):
     """Runs ``{(level, "enc"|"dec"): ExportedFile}`` graphs; see the module docstring for why."""
 
     name = "onnxruntime"
@@ -90,12 +86,6 @@ class OnnxRuntimeBackend:
         self._bound = self.device.type == "cuda" and any(
             p in GPU_PROVIDERS for s in self.sessions.values() for p in s.get_providers())
 
-    def levels(self) -> tuple[int, ...]:
-        return self._levels
-
-    def geometry(self, level: int) -> LevelGeometry:
-        return self._geometry[level]
-
     def active_providers(self) -> list[str]:
         """What onnxruntime actually enabled (it silently drops providers it cannot load)."""
         return next(iter(self.sessions.values())).get_providers()
@@ -117,18 +107,6 @@ class OnnxRuntimeBackend:
         session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         return y
-
-    @torch.inference_mode()
-    def encode(self, level: int, image: torch.Tensor) -> torch.Tensor:
-        return self._run((level, "enc"), image)
-
-    @torch.inference_mode()
-    def transform(self, level: int, features: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return apply_affine(features.to(self.device), a.to(self.device), b.to(self.device))
-
-    @torch.inference_mode()
-    def decode(self, level: int, features: torch.Tensor) -> torch.Tensor:
-        return self._run((level, "dec"), features)
 
     def describe(self) -> str:
         files = sorted({str(Path(f.path).parent) for f in self.exports.values()})

@@ -40,10 +40,9 @@ from typing import Mapping
 import torch
 
 from engine.backend import resolve_device
-from engine.wct import apply_affine
-from models.architecture import LevelGeometry
 from models.weights import cache_dir, sha256_of
 
+from .graph_backend import GraphBackend
 from .onnx_export import ExportedFile, check_export_set
 
 DEFAULT_BUCKET = 256
@@ -104,7 +103,7 @@ class _Engine:
     path: Path
 
 
-class TensorRTBackend:
+class TensorRTBackend(GraphBackend):
     """Runs ``{(level, "enc"|"dec"): ExportedFile}`` graphs as TensorRT engines on one GPU."""
 
     name = "tensorrt"
@@ -132,12 +131,6 @@ class TensorRTBackend:
         self._resident_level: int | None = None
         self._known: dict[tuple[int, str], set[tuple[int, int]]] = {}  # shapes built or on disk
         self.builds = 0  # engines built (not loaded) by this backend: benchmarks and tests read it
-
-    def levels(self) -> tuple[int, ...]:
-        return self._levels
-
-    def geometry(self, level: int) -> LevelGeometry:
-        return self._geometry[level]
 
     # ------------------------------------------------------------------------- engines
     def _engine_for(self, key: tuple[int, str], height: int, width: int) -> _Engine:
@@ -251,18 +244,6 @@ class TensorRTBackend:
         if not e.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise RuntimeError(f"{e.path.name}: TensorRT execution failed")
         return y
-
-    @torch.inference_mode()
-    def encode(self, level: int, image: torch.Tensor) -> torch.Tensor:
-        return self._run((level, "enc"), image)
-
-    @torch.inference_mode()
-    def transform(self, level: int, features: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return apply_affine(features.to(self.device), a.to(self.device), b.to(self.device))
-
-    @torch.inference_mode()
-    def decode(self, level: int, features: torch.Tensor) -> torch.Tensor:
-        return self._run((level, "dec"), features)
 
     def describe(self) -> str:
         return (f"TensorRT {self.trt.__version__} {self.precision} on {self.gpu}, engines in {self.engine_dir}"

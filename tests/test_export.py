@@ -197,11 +197,12 @@ def test_fp16_backend_returns_float32_and_stays_close(fp16_exports, ort_cpu):
 # ----------------------------------------------------------------------------------- onnxruntime
 @pytest.mark.parametrize("tile", [None, 256], ids=["whole", "tile256"])
 @pytest.mark.parametrize("name,alpha,expected", REFERENCE_CASES, ids=CASE_IDS)
-def test_onnxruntime_matches_torch(ort_cpu, torch_outputs, name, alpha, expected, tile):
+def test_onnxruntime_matches_torch(ort_cpu, torch_outputs, name, alpha, expected, tile, measured):
     got = _stylize(ort_cpu, name, alpha, tile)
     vs_torch = psnr(got, torch_outputs(name, alpha))
     assert vs_torch >= 45.0, f"{expected.name} ({tile or 'whole'}): torch vs onnxruntime {vs_torch:.2f} dB"
     vs_paper = psnr(got, to_uint8(load_rgb(expected)))
+    measured(f"{vs_torch:.2f} dB vs torch, {vs_paper:.2f} dB vs the paper's output")
     assert vs_paper >= 45.0, f"{expected.name}: onnxruntime vs the paper's output {vs_paper:.2f} dB"
 
 

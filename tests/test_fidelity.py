@@ -8,7 +8,7 @@ from conftest import REFERENCE, REFERENCE_CASES, load_rgb, psnr, to_uint8
 
 @pytest.mark.parametrize("tile", [None, 256], ids=["whole", "tile256"])
 @pytest.mark.parametrize("name,alpha,expected", REFERENCE_CASES, ids=[c[2].name for c in REFERENCE_CASES])
-def test_matches_reference(cd16x, name, alpha, expected, tile):
+def test_matches_reference(cd16x, name, alpha, expected, tile, measured):
     content, style = load_rgb(REFERENCE / f"{name}.content.png"), load_rgb(REFERENCE / f"{name}.style.png")
     cd16x.tile = tile
     try:
@@ -18,14 +18,17 @@ def test_matches_reference(cd16x, name, alpha, expected, tile):
     if tile is not None:
         assert any(p.tile == tile for p in cd16x.last_report.plans), "tiled mode did not tile"
     got = psnr(to_uint8(out), np.asarray(Image.open(expected).convert("RGB")))
+    measured(f"{got:.2f} dB vs the paper's output")
     assert got >= 45.0, f"{expected.name}: {got:.2f} dB"
 
 
-def test_paper_baseline_reproduces_reference():
+def test_paper_baseline_reproduces_reference(measured):
     """The benchmark yardstick is the published pipeline: it must match the reference too."""
     from bench.paper_baseline import paper_stylize
 
     name = "face_x_matisse"
     out = paper_stylize(load_rgb(REFERENCE / f"{name}.content.png"), load_rgb(REFERENCE / f"{name}.style.png"))
     expected = np.asarray(Image.open(REFERENCE / f"{name}.expected.png").convert("RGB"))
-    assert psnr(to_uint8(out), expected) >= 45.0
+    got = psnr(to_uint8(out), expected)
+    measured(f"{got:.2f} dB")
+    assert got >= 45.0

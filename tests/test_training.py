@@ -44,6 +44,11 @@ def images(tmp_path_factory):
     return folder
 
 
+def _loss_drop(history) -> str:
+    return (f"total loss, mean of the first vs the last steps: {mean(history, 'total', 'first'):.4g} -> "
+            f"{mean(history, 'total', 'last'):.4g}")
+
+
 @pytest.fixture(scope="module")
 def encoder_run(images, tmp_path_factory):
     path = tmp_path_factory.mktemp("enc") / "enc2.pt"
@@ -60,22 +65,25 @@ def test_random_crops_are_a_function_of_seed_and_step(images):
     assert not torch.equal(x, a.batch(7, 4, stream=1))
 
 
-def test_encoder_distillation_lowers_its_loss(encoder_run):
+def test_encoder_distillation_lowers_its_loss(encoder_run, measured):
     _, history = encoder_run
+    measured(_loss_drop(history))
     assert set(history[0]) == {"step", "embedding", "pixel", "perceptual", "total", "seconds"}
     assert mean(history, "total", "last") < 0.8 * mean(history, "total", "first")
     assert mean(history, "embedding", "last") < mean(history, "embedding", "first")
 
 
-def test_decoder_trainer_lowers_its_loss(images, tmp_path):
+def test_decoder_trainer_lowers_its_loss(images, tmp_path, measured):
     history = fit("decoder", images, tmp_path / "dec.pt", TrainConfig(steps=30, lr=1e-3, **TINY),
                   level=2, teacher="vgg19")
+    measured(_loss_drop(history))
     assert mean(history, "total", "last") < 0.5 * mean(history, "total", "first")
 
 
-def test_small_decoder_trainer_lowers_its_loss(images, encoder_run, tmp_path):
+def test_small_decoder_trainer_lowers_its_loss(images, encoder_run, tmp_path, measured):
     path = tmp_path / "small2.pt"
     history = fit("small-decoder", images, path, TrainConfig(steps=30, **TINY), level=2, encoder=str(encoder_run[0]))
+    measured(_loss_drop(history))
     assert mean(history, "total", "last") < 0.8 * mean(history, "total", "first")
     assert torch.load(path, weights_only=True)["training"]["meta"]["weights"] == {"pixel": 1.0, "perceptual": 0.01}
     family = get_family(str(path))
