@@ -192,6 +192,24 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which must not race with the
+# batch's writer threads.
+_UMASK = _read_umask()
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename a finished temporary file into place with the permissions any new file gets:
+    ``mkstemp`` makes it 0600, and a result must not stay private to its writer."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+
+
 @contextmanager
 def atomic_output(path: Path):
     """Yield a temporary path beside ``path``; rename it into place only on success."""
@@ -199,7 +217,7 @@ def atomic_output(path: Path):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -40,6 +40,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from engine.imageio import publish
 from models.architecture import LevelGeometry
 from models.weights import resolve, sha256_of
 from models.zoo import FAMILIES, get_family, load_levels
@@ -213,7 +214,7 @@ def export_graph(seq: nn.Sequential, path: Path, *, model: str, level: int, part
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

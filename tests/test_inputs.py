@@ -159,6 +159,18 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_output_gets_the_usual_permissions(tmp_path, suffix):
+    """The atomic write goes through a private (0600) temporary file; the result must get what
+    any new file gets under the process umask, not stay private."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    out = write_image(tmp_path / f"o{suffix}", np.zeros((3, 8, 8), np.float32))
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_interrupt_in_cli_is_clean(tmp_path, monkeypatch):
     import engine.stylizer
 
