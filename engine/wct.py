@@ -46,14 +46,18 @@ class Moments:
 def tile_moments(features: torch.Tensor) -> Moments:
     """Moments of one tile. features: (1, C, h, w) or (C, N), any float dtype.
 
-    Sums run in fp32 around the tile's own mean; the result is promoted to fp64.
+    Sums run in fp32 around the tile's own mean; the result is promoted to fp64. Pixels are
+    taken as rows (N, C): for channels-last features, what the torch backend returns, that is
+    a view, so the only copy of the tile is the centred one.
     """
-    f = features.reshape(features.shape[-3] if features.dim() == 4 else features.shape[0], -1).float()
-    n = f.shape[1]
-    mean = f.mean(dim=1)
-    centred = f - mean[:, None]
-    m2 = centred @ centred.T
-    return Moments(n, mean.double(), m2.double())
+    if features.dim() == 4:
+        f = features.movedim(1, -1).reshape(-1, features.shape[1]).float()
+    else:
+        f = features.float().T
+    mean = f.mean(dim=0)
+    centred = f - mean
+    m2 = centred.T @ centred
+    return Moments(f.shape[0], mean.double(), m2.double())
 
 
 def merge_moments(a: Moments | None, b: Moments) -> Moments:
