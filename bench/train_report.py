@@ -1,6 +1,6 @@
 """Real training runs of the training module, and what the students are worth.
 
-    python bench/train_report.py train OUT     # distil (CPU: about 20 minutes)
+    python bench/train_report.py train OUT     # distil (about 12 minutes on a 2-core CPU)
     python bench/train_report.py evaluate OUT  # PSNR, size, speed, stylizations -> OUT/report.json
 
 ``train`` runs two students on crops of ``../shared/images`` (a few images held out):
