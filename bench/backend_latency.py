@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SAMPLE_CONTENT = "uhd/green_park_3840x2160.jpg"
-SAMPLE_STYLE = "style/wct_in1_2048.jpg"
+from bench.measure import psnr_db
+from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
+
 LEVELS = (5, 4, 3, 2, 1)
 
 
@@ -135,9 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, be in backends.items():
         _say(f"full image {image['content_size']}: {name}")
         image[name], outputs[name] = image_latency(be, content, style, args.image_repeats, args.max_memory)
-    a, b = (np.round(outputs[n] * 255) for n in ("torch", "onnxruntime"))
-    mse = float(np.mean((a - b) ** 2))
-    image["psnr_db"] = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    image["psnr_db"] = psnr_db(*(np.round(outputs[n] * 255) for n in ("torch", "onnxruntime")))
 
     report = {
         "environment": {"device": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from .measure import SAMPLE_CONTENT, SAMPLE_STYLE
+from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 

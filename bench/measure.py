@@ -19,10 +19,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.allocator import tuned_environ
+import numpy as np
 
-SAMPLE_CONTENT = "uhd/green_park_3840x2160.jpg"
-SAMPLE_STYLE = "style/wct_in1_2048.jpg"
+from engine.allocator import tuned_environ
+from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
+
 
 
 @dataclass
@@ -64,6 +65,12 @@ def run_child(command: list[str], env: dict[str, str] | None = None, timeout: fl
     return ChildResult(command, proc.returncode, wall, usage.ru_maxrss * 1024, tail, killed.is_set())
 
 
+def psnr_db(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR of two same-shape arrays on a 0..peak scale; identical arrays give inf."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
 def _sample(key: str) -> str:
     from models.weights import resolve
 
@@ -74,7 +81,6 @@ def compare(res: str, out: Path, style_res: str | None, max_memory: str | None, 
             engine_only: bool = False) -> dict:
     """The engine (defaults) and the paper's whole-image pipeline on the sample pair."""
     from PIL import Image
-    import numpy as np
 
     out.mkdir(parents=True, exist_ok=True)
     content, style = _sample(SAMPLE_CONTENT), _sample(SAMPLE_STYLE)
@@ -95,10 +101,9 @@ def compare(res: str, out: Path, style_res: str | None, max_memory: str | None, 
         a = np.asarray(Image.open(out / f"engine_{res}.png").convert("RGB"), dtype=np.float64)
         b = np.asarray(Image.open(out / f"paper_{res}.png").convert("RGB"), dtype=np.float64)
         h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
-        mse = np.mean((a[:h, :w] - b[:h, :w]) ** 2)
         report["ratios"] = {"speedup_vs_paper": round(p.wall_s / e.wall_s, 3),
                             "memory_fraction_of_paper": round(e.peak_rss_bytes / p.peak_rss_bytes, 3),
-                            "psnr_engine_vs_paper_db": round(float(10 * np.log10(255**2 / mse)) if mse else 999, 2)}
+                            "psnr_engine_vs_paper_db": round(psnr_db(a[:h, :w], b[:h, :w]), 2)}
     (out / f"compare_{res}.json").write_text(json.dumps(report, indent=2))
     return report
 

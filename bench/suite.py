@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.imageio import parse_resolution
+from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
 
 from .cell import RESULT_PREFIX
-from .measure import SAMPLE_CONTENT, SAMPLE_STYLE, run_child
+from .measure import run_child
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 MODES = ("whole", "tiled")

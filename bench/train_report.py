@@ -30,6 +30,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import psnr_db  # noqa: E402
 from engine.stylizer import Stylizer  # noqa: E402
 from models.training import RandomCrops, TrainConfig, fit, list_images, make_task, merge_models  # noqa: E402
 from models.training.loop import curve_path, write_curve  # noqa: E402
@@ -82,8 +83,7 @@ def save_image(chw: np.ndarray, path: Path) -> None:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = (np.round(np.clip(v, 0, 1) * 255) for v in (a, b))
-    return float(10 * np.log10(255**2 / np.mean((a - b) ** 2)))
+    return psnr_db(*(np.round(np.clip(v, 0, 1) * 255) for v in (a, b)))
 
 
 @torch.no_grad()

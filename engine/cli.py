@@ -17,6 +17,8 @@ from typing import Optional
 
 import typer
 
+from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
+
 from .imageio import DEFAULT_MAX_PIXELS, ImageError
 
 SUBCOMMANDS = {
@@ -26,8 +28,6 @@ SUBCOMMANDS = {
     "bench": ("bench.cli", "app"),
     "train": ("models.training.cli", "app"),
 }
-SAMPLE_CONTENT = "uhd/green_park_3840x2160.jpg"
-SAMPLE_STYLE = "style/wct_in1_2048.jpg"
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 demo_app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)

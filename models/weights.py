@@ -27,6 +27,9 @@ from pathlib import Path
 REGISTRY_PATH = Path(__file__).resolve().parent.parent / "weights.toml"
 ENV_PATH = "STYLIZE_WEIGHTS_PATH"
 ENV_CACHE = "STYLIZE_CACHE"
+# The sample pair (registry keys, resolved like the weights): `stylize demo` and the benchmarks.
+SAMPLE_CONTENT = "uhd/green_park_3840x2160.jpg"
+SAMPLE_STYLE = "style/wct_in1_2048.jpg"
 
 
 class WeightsError(RuntimeError):
