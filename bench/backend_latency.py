@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.measure import psnr_db
-from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
+from stylize.bench.measure import psnr_db
+from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
 
 LEVELS = (5, 4, 3, 2, 1)
 
@@ -55,18 +55,19 @@ def level_latency(backend, level: int, tile: int, repeats: int) -> dict:
 
 
 def image_latency(backend, content: np.ndarray, style: np.ndarray, repeats: int, max_memory: str):
-    from engine.stylizer import Stylizer
+    from stylize.engine.stylizer import Stylizer
 
-    stylizer = Stylizer(backend=backend, max_memory=max_memory)
+    stylizer = Stylizer(backend, max_memory=max_memory)
     out = {}
-    times = _timed(lambda: out.__setitem__("image", stylizer.stylize(content, style)), repeats)
-    plans = [{"level": p.level, "tile": p.tile} for p in stylizer.last_report.plans]
+    times = _timed(lambda: out.__setitem__("result", stylizer.stylize(content, style)), repeats)
+    report = out["result"].report
+    plans = [{"level": p.level, "tile": p.tile} for p in report.plans]
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times),
-            "tiles": stylizer.last_report.tiles, "plans": plans}, out["image"]
+            "tiles": report.tiles, "plans": plans}, out["result"].image
 
 
 def make_backends(threads: int, weights_dir, onnx_dir):
-    from export.backends import create_backend
+    from stylize.export.registry import create_backend
 
     torch.set_num_threads(threads)
     torch_backend = create_backend("torch", device="cpu", weights_dir=weights_dir)
@@ -118,8 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import onnxruntime
 
-    from engine.imageio import read_image
-    from models.weights import resolve
+    from stylize.imageio import read_image
+    from stylize.models.weights import resolve
 
     load_before = os.getloadavg()
     backends = make_backends(args.threads, args.weights_dir, args.onnx_dir)

@@ -92,7 +92,7 @@ def timed(cmd: list[str], label: str) -> dict:
 
 
 def batch_cmd(photos: Path, styles: list[Path], out: Path, res: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "engine.cli", "batch", str(photos), *map(str, styles), "-o", str(out),
+    return [sys.executable, "-m", "stylize.cli", "batch", str(photos), *map(str, styles), "-o", str(out),
             "--res", res, "-q", *extra]
 
 

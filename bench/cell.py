@@ -46,10 +46,10 @@ def _import_everything() -> None:
     allocations and not a library being mapped (which fails as an ImportError)."""
     from PIL import Image
 
-    import bench.paper_baseline  # noqa: F401
-    import engine.imageio  # noqa: F401
-    import engine.stylizer  # noqa: F401
-    import models.zoo  # noqa: F401
+    import stylize.bench.paper_baseline  # noqa: F401
+    import stylize.imageio  # noqa: F401
+    import stylize.engine.stylizer  # noqa: F401
+    import stylize.models.zoo  # noqa: F401
 
     Image.init()
 
@@ -136,8 +136,8 @@ class NvmlPeak:
 
 
 def _image(key_or_path: str, long_side: int | None) -> np.ndarray:
-    from engine.imageio import read_image
-    from models.weights import resolve
+    from stylize.imageio import read_image
+    from stylize.models.weights import resolve
 
     path = Path(key_or_path) if Path(key_or_path).is_file() else resolve(key_or_path, download=False)
     return read_image(path, long_side).rgb
@@ -149,8 +149,8 @@ def load_modules(model: str, levels: tuple[int, ...], weights_dir: str | None):
     Timing does not depend on the values, so a model whose files are missing (the original
     VGG-19 WCT levels 4-5) can still be timed; the result says which levels were random.
     """
-    from models.weights import WeightsError
-    from models.zoo import load_levels
+    from stylize.models.weights import WeightsError
+    from stylize.models.zoo import load_levels
 
     modules, random_levels = {}, []
     for k in sorted(set(levels)):
@@ -164,8 +164,8 @@ def load_modules(model: str, levels: tuple[int, ...], weights_dir: str | None):
 
 def _engine(spec: dict, device: torch.device):
     """(the stylizer, levels with random weights) for an engine cell."""
-    from engine.backend import TorchBackend
-    from engine.stylizer import Stylizer
+    from stylize.engine.stylizer import Stylizer
+    from stylize.export.torch_backend import TorchBackend
 
     levels = tuple(spec["levels"])
     random_levels: list[int] = []
@@ -173,16 +173,17 @@ def _engine(spec: dict, device: torch.device):
         modules, random_levels = load_modules(spec["model"], levels, spec.get("weights_dir"))
         backend = TorchBackend(modules, device, spec.get("half", False))
     else:
+        from stylize.engine.errors import UserError
+        from stylize.export.registry import create_backend
         try:
-            from export.backends import create_backend
-            backend = create_backend(spec["backend"], model=spec["model"], levels=levels, device=str(device),
+            backend = create_backend(spec["backend"], spec["model"], levels, device=str(device),
                                      half=spec.get("half", False), weights_dir=spec.get("weights_dir"))
-        except ImportError as e:
+        except (ImportError, UserError) as e:
             raise Skip(f"{spec['backend']} unavailable: {e}") from None
     if spec["mode"] == "whole":
-        stylizer = Stylizer(backend=backend, levels=levels, max_memory=spec.get("whole_budget"))
+        stylizer = Stylizer(backend, levels=levels, max_memory=spec.get("whole_budget"))
     else:
-        stylizer = Stylizer(backend=backend, levels=levels, tile=spec.get("tile"), max_memory=spec.get("max_memory"))
+        stylizer = Stylizer(backend, levels=levels, tile=spec.get("tile"), max_memory=spec.get("max_memory"))
     return stylizer, random_levels
 
 
@@ -203,7 +204,7 @@ def prepare(spec: dict, device: torch.device, facts: dict):
     style = _image(spec["style"], spec.get("style_long_side"))
     facts["style_hw"] = list(style.shape[1:])
     if spec["mode"] == "paper":
-        from bench.paper_baseline import paper_stylize
+        from stylize.bench.paper_baseline import paper_stylize
 
         levels = tuple(spec["levels"])
         modules, random_levels = load_modules(spec["model"], levels, spec.get("weights_dir"))
@@ -218,9 +219,9 @@ def prepare(spec: dict, device: torch.device, facts: dict):
             _check_whole_fits(stylizer, content)
 
         def run():
-            stylizer.stylize(content, style)
-            facts["plans"] = [p.describe() for p in stylizer.last_report.plans]
-            facts["tiles"] = stylizer.last_report.tiles
+            report = stylizer.stylize(content, style).report
+            facts["plans"] = [p.describe() for p in report.plans]
+            facts["tiles"] = report.tiles
     facts.update(content_hw=list(content.shape[1:]), random_weight_levels=random_levels)
     return run
 

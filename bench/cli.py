@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
+from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -71,8 +71,8 @@ def bench(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no per-cell progress lines"),
 ):
     """Latency and peak memory across resolutions, models, backends, modes and devices."""
-    from engine.cli import user_errors
-    from engine.files import parse_levels
+    from stylize.cli_options import user_errors
+    from stylize.settings import parse_levels
 
     from .report import results_table
     from .suite import SuiteOptions, run_suite

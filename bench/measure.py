@@ -4,7 +4,7 @@ Peak RSS comes from the kernel's accounting of that one child (``wait4`` rusage)
 includes everything the process touched, interpreter and libraries too, and nothing of the
 parent. An out-of-memory kill or a crash is a recorded result, not an exception.
 
-    python -m bench.measure --res 4k --out out/compare   # engine vs the paper's pipeline
+    python -m stylize.bench.measure --res 4k --out out/compare   # engine vs the paper's pipeline
 """
 from __future__ import annotations
 
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.allocator import tuned_environ
-from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
-
+from stylize.allocator import tuned_environ
+from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
 
 
 @dataclass
@@ -72,23 +71,24 @@ def psnr_db(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 
 
 def _sample(key: str) -> str:
-    from models.weights import resolve
+    from stylize.models.weights import resolve
 
     return str(resolve(key))
 
 
 def compare(res: str, out: Path, style_res: str | None, max_memory: str | None, tile: int | None,
-            engine_only: bool = False) -> dict:
-    """The engine (defaults) and the paper's whole-image pipeline on the sample pair."""
+            engine_only: bool = False, stroke_scale: str = "native") -> dict:
+    """The engine (defaults, at ``stroke_scale``: native is the paper's own algorithm, so the
+    comparison is like for like) and the paper's whole-image pipeline on the sample pair."""
     from PIL import Image
 
     out.mkdir(parents=True, exist_ok=True)
     content, style = _sample(SAMPLE_CONTENT), _sample(SAMPLE_STYLE)
     common = ["--res", res] + (["--style-res", style_res] if style_res else [])
-    engine_cmd = [sys.executable, "-m", "engine.cli", content, style, "-o", str(out / f"engine_{res}.png"), "-q",
-                  "--device", "cpu", *common]
+    engine_cmd = [sys.executable, "-m", "stylize.cli", content, style, "-o", str(out / f"engine_{res}.png"), "-q",
+                  "--device", "cpu", "--stroke-scale", stroke_scale, *common]
     engine_cmd += (["--max-memory", max_memory] if max_memory else []) + (["--tile", str(tile)] if tile else [])
-    paper_cmd = [sys.executable, "-m", "bench.paper_baseline", content, style, "-o", str(out / f"paper_{res}.png"),
+    paper_cmd = [sys.executable, "-m", "stylize.bench.paper_baseline", content, style, "-o", str(out / f"paper_{res}.png"),
                  *common]
     rows = {"engine": run_child(engine_cmd)}
     if engine_only:
@@ -116,8 +116,10 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("out/compare"))
     ap.add_argument("--engine-only", action="store_true", help="measure the engine alone (e.g. 8K)")
+    ap.add_argument("--stroke-scale", default="native", help="the engine's --stroke-scale (default native: the "
+                    "paper's algorithm, comparable pixel for pixel)")
     a = ap.parse_args()
-    report = compare(a.res, a.out, a.style_res, a.max_memory, a.tile, a.engine_only)
+    report = compare(a.res, a.out, a.style_res, a.max_memory, a.tile, a.engine_only, a.stroke_scale)
     for name, r in report.items():
         if name == "ratios":
             continue

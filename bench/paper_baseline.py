@@ -15,8 +15,8 @@ import time
 import numpy as np
 import torch
 
-from engine.imageio import parse_resolution, read_image, write_image
-from models import load_levels
+from stylize.imageio import parse_resolution, read_image, write_image
+from stylize.models import load_levels
 
 THRESHOLD = 1e-100
 

@@ -109,7 +109,9 @@ def _gpu_peak(r: dict) -> str:
 
 def sorted_cells(data: dict) -> list[dict]:
     """Device, resolution, the paper pipeline first, then model, backend, mode."""
-    modes, backends = ("paper", "whole", "tiled"), ("torch", "onnxruntime", "tensorrt")
+    from stylize.export.registry import BACKENDS
+
+    modes, backends = ("paper", "whole", "tiled"), tuple(BACKENDS)
     index = lambda seq, v: seq.index(v) if v in seq else len(seq)  # noqa: E731
     return sorted(data["cells"], key=lambda c: (
         c["spec"]["device"], c["spec"]["long_side"], c["spec"]["mode"] != "paper", c["spec"]["model"],

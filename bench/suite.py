@@ -15,7 +15,6 @@ figure to compare settings by, and a lower bound of what the hardware executed.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -24,13 +23,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from engine.imageio import parse_resolution
-from models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
+from stylize.engine.errors import UserError
+from stylize.export.registry import BACKENDS
+from stylize.imageio import parse_resolution
+from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
 
 from .cell import RESULT_PREFIX
 from .measure import run_child
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 MODES = ("whole", "tiled")
 BASELINE = "paper"
 
@@ -97,12 +97,11 @@ def resolve_backends(backends: list[str]) -> list[str]:
     out: list[str] = []
     for b in backends:
         if b == "auto":
-            chosen = ["torch"] + [n for n, pkg in (("onnxruntime", "onnxruntime"), ("tensorrt", "tensorrt"))
-                                  if importlib.util.find_spec(pkg) is not None]
+            chosen = [name for name, spec in BACKENDS.items() if spec.installed()]
         elif b in BACKENDS:
             chosen = [b]
         else:
-            raise ValueError(f"unknown backend '{b}': choose from auto, {', '.join(BACKENDS)}")
+            raise UserError(f"unknown backend '{b}': choose from auto, {', '.join(BACKENDS)}")
         out += [c for c in chosen if c not in out]
     return out
 
@@ -111,8 +110,8 @@ def level_macs(model: str, levels: tuple[int, ...]) -> dict[int, dict[str, float
     """Multiply-accumulates per pixel of each level's input, from the layer specification."""
     import torch
 
-    from models.architecture import _macs_per_pixel
-    from models.zoo import get_family
+    from stylize.models.architecture import _macs_per_pixel
+    from stylize.models.zoo import get_family
 
     family, out = get_family(model), {}
     for k in sorted(set(levels)):
@@ -158,13 +157,11 @@ def _precheck(spec: dict, opts: SuiteOptions) -> str | None:
 
     if spec["device"].startswith("cuda") and not torch.cuda.is_available():
         return "no CUDA device visible to torch"
-    if spec["backend"] == "tensorrt" and not spec["device"].startswith("cuda"):
-        return "TensorRT runs on CUDA only"
-    if spec["backend"] in ("onnxruntime", "tensorrt"):
-        if importlib.util.find_spec(spec["backend"]) is None:
-            return f"package '{spec['backend']}' is not installed"
-        if importlib.util.find_spec("export.backends") is None:
-            return "export.backends is not available"
+    runtime = BACKENDS[spec["backend"]]
+    if runtime.needs_cuda and not spec["device"].startswith("cuda"):
+        return f"{runtime.name} runs on CUDA only"
+    if not runtime.installed():
+        return f"package '{runtime.requires}' is not installed"
     if spec["half"] and not spec["device"].startswith("cuda"):
         return "fp16 is for CUDA only"
     if (spec["mode"] == BASELINE and opts.max_baseline_res
@@ -179,7 +176,7 @@ def build_matrix(opts: SuiteOptions, cap: int | None) -> list[dict]:
     models, modes = split(opts.models), split(opts.modes)  # no modes: the paper pipeline only
     for m in modes:
         if m not in MODES:
-            raise ValueError(f"unknown mode '{m}': choose from {', '.join(MODES)}")
+            raise UserError(f"unknown mode '{m}': choose from {', '.join(MODES)}")
     backends, devices = resolve_backends(split(opts.backends)), resolve_devices(split(opts.devices))
     for res in split(opts.res):
         for device in devices:
@@ -217,7 +214,7 @@ def run_cell_child(spec: dict, opts: SuiteOptions) -> dict:
         return {"status": "skipped", "reason": reason}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        child = run_child([sys.executable, "-m", "bench.cell", "--json", json.dumps(spec), "--result", str(out)],
+        child = run_child([sys.executable, "-m", "stylize.bench.cell", "--json", json.dumps(spec), "--result", str(out)],
                           timeout=opts.timeout)
         result = json.loads(out.read_text()) if out.is_file() else None
         if result is None:  # a child that printed its result but could not write the file
@@ -270,7 +267,7 @@ def run_suite(opts: SuiteOptions, out: Path, log=print) -> dict:
     previous = _load_previous(path) if opts.append else {}
     cap = None
     if opts.memory_cap and opts.memory_cap != "none":
-        from engine.memory import parse_size
+        from stylize.engine.memory import parse_size
 
         cap = mem_available() if opts.memory_cap == "auto" else parse_size(opts.memory_cap)
     cells = build_matrix(opts, cap)

@@ -30,11 +30,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.measure import psnr_db  # noqa: E402
-from engine.stylizer import Stylizer  # noqa: E402
-from models.training import RandomCrops, TrainConfig, fit, list_images, make_task, merge_models  # noqa: E402
-from models.training.loop import curve_path, write_curve  # noqa: E402
-from models.zoo import load_levels  # noqa: E402
+from stylize.bench.measure import psnr_db  # noqa: E402
+from stylize.api import stylize  # noqa: E402
+from stylize.models.training import RandomCrops, TrainConfig, fit, list_images, make_task, merge_models  # noqa: E402
+from stylize.models.training.loop import curve_path, write_curve  # noqa: E402
+from stylize.models.zoo import load_levels  # noqa: E402
+from stylize.settings import Settings  # noqa: E402
 
 SHARED = Path(os.environ.get("STYLIZE_SHARED", ROOT.parent / "shared")).resolve()
 HELD_OUT = ["content/golden_gate.jpg", "content/lenna.jpg", "content/sailboat.jpg", "style/woman_with_hat_matisse.jpg"]
@@ -115,7 +116,7 @@ def ms_per_image(module, side: int = 512, repeats: int = 7) -> float:
 
 def initial_student(teacher: str, level: int, ratio: float, data: RandomCrops):
     """The student before training (pruned, Q fitted on the calibration batch), as a model."""
-    from models.zoo import family_from_checkpoint
+    from stylize.models.zoo import family_from_checkpoint
 
     task = make_task("encoder", level=level, teacher=teacher, width_ratio=ratio)
     task.initialise(data.batch(0, CONFIG["batch_size"], stream=1))
@@ -172,7 +173,7 @@ def evaluate(out: Path) -> dict:
                                 ("vgg19_quarter_student_L321", str(out / "vgg19_quarter.pt"), (3, 2, 1)),
                                 ("cd16x_L3", "cd16x", (3,)),
                                 ("cd16x_eighth_student_L3", str(out / f"cd16x_small{k}.pt"), (3,))]:
-        shots[name] = Stylizer(model, levels=levels, device="cpu").stylize(content.copy(), style)
+        shots[name] = stylize(content.copy(), style, Settings(model=model, levels=levels, device="cpu")).image
         save_image(shots[name], out / f"{name}.png")
     side_by_side([content, style, shots["vgg19_teacher_L321"], shots["vgg19_quarter_student_L321"]],
                  out / "compare_vgg19_teacher_vs_quarter_student.png")

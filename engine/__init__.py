@@ -1,4 +1,5 @@
-"""Tiled multi-level WCT: exact statistics over any image size, in bounded memory."""
-from .stylizer import Stylizer
+"""The core: WCT maths, streamed moments, the tile planner, the memory plan, the backend
+protocol and the tiled stylizer. Imports nothing above it (models, runtimes, application)."""
+from .stylizer import Stylized, Stylizer
 
-__all__ = ["Stylizer"]
+__all__ = ["Stylized", "Stylizer"]

@@ -10,8 +10,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from models.architecture import LevelGeometry
 
+from .geometry import LevelGeometry
 from .tiles import padded_size, round_up
 
 DEFAULT_CPU_BUDGET = 2 << 30

@@ -15,17 +15,15 @@ buffer and swap, so peak host memory is two (or three) image buffers plus the ti
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from models.zoo import load_levels
-
-from .backend import Backend, TorchBackend
+from .backend import Backend
 from .memory import DEFAULT_CPU_BUDGET, LevelPlan, current_rss, parse_size, plan_level
+from .stroke_scale import NATIVE, resize, split_levels, stroke_factor, working_size
 from .tiles import Box, plan_tiles, read_region, tiled_map
 from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, tile_moments
 
@@ -40,22 +38,30 @@ class RunReport:
 
     plans: list[LevelPlan]
     tiles: int = 0
+    stroke_factor: float = 1.0  # 1: native; > 1: coarse levels ran this many times smaller
+    working_size: tuple[int, int] | None = None  # (h, w) the coarse levels ran at, when not native
+
+
+@dataclass
+class Stylized:
+    """A result and how it was made: ``image`` is (3, H, W) float32 in [0, 1]."""
+
+    image: np.ndarray
+    report: RunReport
 
 
 class Stylizer:
-    """Multi-level WCT with the distilled 16x models (or any backend) on images of any size.
+    """Multi-level WCT over any :class:`Backend`, on images of any size.
 
-    ``tile`` forces a tile side in pixels; otherwise the engine runs whole-image when it
+    The stylizer knows the model only through the backend's geometry; a backend for a named
+    model comes from the runtimes layer (``stylize.export.create_backend``) or the
+    application's one entry point (``stylize.stylize``). ``tile`` forces a tile side in pixels; otherwise the engine runs whole-image when it
     fits ``max_memory`` and tiles when it does not. ``max_memory`` bounds the whole process
     on CPU (image buffers included) and the tile working set on a GPU.
     """
 
-    def __init__(self, model: str = "cd16x", *, levels: tuple[int, ...] = (5, 4, 3, 2, 1),
-                 device: str | None = "cpu", half: bool = False, weights_dir: str | os.PathLike | None = None,
-                 backend: Backend | None = None, tile: int | None = None,
+    def __init__(self, backend: Backend, *, levels: tuple[int, ...] = (5, 4, 3, 2, 1), tile: int | None = None,
                  max_memory: str | int | None = None, rel_eps: float = DEFAULT_REL_EPS):
-        if backend is None:
-            backend = TorchBackend(load_levels(model, tuple(sorted(set(levels))), weights_dir), device, half)
         missing = [k for k in levels if k not in backend.levels()]
         if missing:
             raise ValueError(f"backend has no level(s) {missing}")
@@ -64,7 +70,6 @@ class Stylizer:
         self.tile = tile
         self.max_memory = parse_size(max_memory)
         self.rel_eps = rel_eps
-        self.last_report: RunReport | None = None
 
     # ----------------------------------------------------------------------------- planning
     def _available(self, image_bytes: int) -> float:
@@ -75,20 +80,29 @@ class Stylizer:
         budget = self.max_memory or DEFAULT_CPU_BUDGET
         return budget - current_rss() - image_bytes
 
-    def plan(self, height: int, width: int, extra_buffers: int = 1) -> list[LevelPlan]:
+    def plan(self, height: int, width: int, extra_buffers: int = 1,
+             levels: tuple[int, ...] | None = None) -> list[LevelPlan]:
         """The per-level plan for an image, given how many more image buffers it needs."""
         available = self._available(extra_buffers * 3 * height * width * 4)
-        return [plan_level(self.backend.geometry(k), height, width, available, self.tile) for k in self.levels]
+        return [plan_level(self.backend.geometry(k), height, width, available, self.tile)
+                for k in (self.levels if levels is None else levels)]
 
     # ----------------------------------------------------------------------------- passes
     def _moments(self, level: int, image: np.ndarray, plan: LevelPlan, progress: Progress | None,
-                 phase: str, cache: torch.Tensor | None = None) -> Moments:
+                 phase: str, cache: torch.Tensor | None = None, valid: tuple[int, int] | None = None) -> Moments:
+        """Moments of the level's features over the image; ``valid`` limits them to the
+        top-left (rows, cols) of the feature grid (the features a whole-image pass has)."""
         g = self.backend.geometry(level)
         tiles = plan_tiles(*plan.padded, plan.tile, g.encoder_radius, g.stride)
         moments = None
         for i, (t, f) in enumerate(tiled_map(self._reader(image), lambda x: self.backend.encode(level, x),
                                              tiles, scale=1 / g.stride)):
-            moments = merge_moments(moments, tile_moments(f))
+            counted = f
+            if valid is not None:
+                c = t.core.scale(1 / g.stride)
+                counted = f[..., :max(0, valid[0] - c.y0), :max(0, valid[1] - c.x0)]
+            if counted.numel():
+                moments = merge_moments(moments, tile_moments(counted))
             if cache is not None:
                 c = t.core.scale(1 / g.stride)
                 cache[:, :, c.y0:c.y1, c.x0:c.x1] = f
@@ -101,17 +115,39 @@ class Stylizer:
         return lambda box: torch.from_numpy(read_region(image, box))[None].to(device)
 
     def style_statistics(self, style: np.ndarray, progress: Progress | None = None) -> StyleStats:
-        """Per-level style moments: they depend on the style alone, so batches reuse them."""
+        """Per-level style moments: they depend on the style alone, so batches reuse them.
+
+        Taken over exactly the features a whole-image pass of the style has, as the paper
+        computes them: pooling floors, so a side that is not a multiple of the stride has no
+        features for its trailing pixels. When the whole style fits, it is encoded unpadded in
+        one piece (exactly the paper's features); a style too large for that is tiled over its
+        reflect-padded extent and only the whole-pass feature grid is counted.
+        """
         _, h, w = style.shape
-        plans = self.plan(h, w, extra_buffers=0)
-        return {p.level: self._moments(p.level, style, p, progress, "style").to("cpu") for p in plans}
+        stats = {}
+        available = self._available(0)  # a forced --tile is for the content: a style that fits is whole
+        for p in (plan_level(self.backend.geometry(k), h, w, available) for k in self.levels):
+            g = self.backend.geometry(p.level)
+            valid = (h // g.stride, w // g.stride)
+            if min(valid) < 2:  # too small to reflect-pad at the deepest layer: use the padded image
+                stats[p.level] = self._moments(p.level, style, p, progress, "style")
+            elif p.tile is None:
+                f = self.backend.encode(p.level, torch.from_numpy(np.ascontiguousarray(style))[None])
+                stats[p.level] = tile_moments(f)
+                if progress:
+                    progress(p.level, "style", 1, 1)
+            else:
+                stats[p.level] = self._moments(p.level, style, p, progress, "style", valid=valid)
+        return {k: m.to("cpu") for k, m in stats.items()}
 
     def stylize(self, content: np.ndarray, style: np.ndarray | StyleStats, *, alpha: float = 1.0,
-                transform: str = "wct", progress: Progress | None = None, consume_content: bool = False,
-                ) -> np.ndarray:
-        """Stylize a (3, H, W) float32 image in [0, 1]; returns (3, H, W) float32, clamped.
+                transform: str = "wct", stroke_scale: str | float = NATIVE, progress: Progress | None = None,
+                consume_content: bool = False) -> Stylized:
+        """Stylize a (3, H, W) float32 image in [0, 1]; the result's image is (3, H, W) float32, clamped.
 
-        ``style`` is an image or the output of :meth:`style_statistics`. With
+        ``style`` is an image or the output of :meth:`style_statistics`. ``stroke_scale`` is
+        ``native`` (the paper's pipeline), ``auto`` (the look of a screen-size stylization at
+        any size) or a factor ≥ 1: see :mod:`stylize.engine.stroke_scale`. With
         ``consume_content`` the content buffer is reused for intermediate levels.
         """
         if transform not in TRANSFORMS:
@@ -120,18 +156,42 @@ class Stylizer:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         style_stats = style if isinstance(style, dict) else self.style_statistics(style, progress)
         _, h, w = content.shape
-        plans = self.plan(h, w, extra_buffers=1 if consume_content else 2)
-        report = RunReport(plans)
+        factor = stroke_factor(h, w, stroke_scale)
+        coarse, fine = split_levels(self.levels)
+        report = RunReport([], stroke_factor=factor)
+        run = lambda image, levels, consume: self._levels(  # noqa: E731
+            image, levels, style_stats, alpha, transform, progress, consume, report)
+        if factor > 1.0 and coarse:
+            small_hw = working_size(h, w, factor)
+            report.working_size = small_hw
+            small = resize(content, small_hw)
+            painted = resize(run(small, coarse, False), (h, w))
+            base = content if consume_content else content.copy()
+            base -= resize(small, (h, w))  # the photo's high frequencies, which the downscale removed
+            del small
+            base += painted
+            del painted
+            np.clip(base, 0.0, 1.0, out=base)
+            out = run(base, fine, True) if fine else base
+        else:
+            out = run(content, self.levels, consume_content)
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        return Stylized(np.clip(out, 0.0, 1.0, out=out), report)
+
+    def _levels(self, content: np.ndarray, levels: tuple[int, ...], style_stats: StyleStats, alpha: float,
+                transform: str, progress: Progress | None, consume_content: bool, report: RunReport) -> np.ndarray:
+        """Run ``levels`` in order on ``content``; returns the last level's output buffer."""
+        _, h, w = content.shape
+        plans = self.plan(h, w, extra_buffers=1 if consume_content else 2, levels=levels)
+        report.plans += plans
         src, dst, spare = content, np.empty_like(content), content if consume_content else None
         for plan in plans:
             report.tiles += self._level(plan, src, dst, style_stats[plan.level], alpha, transform, progress)
             if spare is None:
                 spare = np.empty_like(content)
             src, dst = dst, (spare if src is content else src)
-        self.last_report = report
         del dst, spare  # the other buffer goes now, before the caller encodes the result
-        np.nan_to_num(src, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(src, 0.0, 1.0, out=src)
+        return src
 
     def _level(self, plan: LevelPlan, src: np.ndarray, dst: np.ndarray, style: Moments, alpha: float,
                transform: str, progress: Progress | None) -> int:

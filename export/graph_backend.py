@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.wct import apply_affine
-from models.architecture import LevelGeometry
+from stylize.engine.wct import apply_affine
+from stylize.engine.geometry import LevelGeometry
 
 
 class GraphBackend:

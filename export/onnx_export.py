@@ -40,10 +40,10 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from engine.imageio import publish
-from models.architecture import LevelGeometry
-from models.weights import resolve, sha256_of
-from models.zoo import FAMILIES, get_family, load_levels
+from stylize.engine.geometry import LevelGeometry
+from stylize.engine.atomic import atomic_path
+from stylize.engine.errors import UserError
+from stylize.models.zoo import ModelFamily, ResolvedModel, resolve_model
 
 # Bump when the exported graphs change, so cached exports made by older code are redone.
 FORMAT_VERSION = "1"
@@ -83,21 +83,10 @@ def onnx_filename(model: str, part: str, level: int, precision: str = "fp32") ->
     return f"{model}-{part}{level}{'-fp16' if precision == 'fp16' else ''}.onnx"
 
 
-def checkpoint_file(model: str | os.PathLike) -> Path | None:
-    """The trained checkpoint ``model`` names, or None for a registry family (as models.zoo decides)."""
-    return Path(model) if str(model) not in FAMILIES and Path(model).is_file() else None
-
-
-def model_label(model: str | os.PathLike) -> str:
-    """The name files and metadata use: the family name, or a trained checkpoint's file stem."""
-    ckpt = checkpoint_file(model)
-    return ckpt.stem if ckpt else get_family(str(model)).name
-
-
 @functools.lru_cache(maxsize=None)
-def current_geometry(model: str, level: int, precision: str = "fp32") -> LevelGeometry:
+def current_geometry(family: ModelFamily, level: int, precision: str = "fp32") -> LevelGeometry:
     """What the architecture code says now; exports carry a copy for deployments without it."""
-    return get_family(model).build(level).geometry(dtype_bytes=2 if precision == "fp16" else 4)
+    return family.build(level).geometry(dtype_bytes=2 if precision == "fp16" else 4)
 
 
 def output_shape(exported: ExportedFile, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -109,17 +98,6 @@ def output_shape(exported: ExportedFile, shape: tuple[int, ...]) -> tuple[int, i
     for _ in range(exported.level - 1):
         h, w = ((h + 1) // 2, (w + 1) // 2) if exported.ceil_mode else (h // 2, w // 2)
     return n, g.channels, h, w
-
-
-def weights_sha256(model: str, level: int, part: str, weights_dir: str | os.PathLike | None = None) -> str:
-    """sha256 of the weight file a graph is made from: the key that makes stale exports visible.
-
-    A trained checkpoint holds every level, so its own sha256 is the key for all of them.
-    """
-    ckpt = checkpoint_file(model)
-    if ckpt:
-        return sha256_of(ckpt)
-    return sha256_of(resolve(get_family(str(model)).key(part, level), weights_dir))
 
 
 class SliceReflectionPad2d(nn.Module):
@@ -144,7 +122,7 @@ class _Fp16Graph(nn.Module):
 def exportable(seq: nn.Sequential, precision: str, padding: str) -> nn.Module:
     """A copy of an encoder or decoder rewritten for export; the original is untouched."""
     if precision not in PRECISIONS or padding not in PADDINGS:
-        raise ValueError(f"precision must be one of {PRECISIONS} and padding one of {PADDINGS}")
+        raise UserError(f"precision must be one of {PRECISIONS} and padding one of {PADDINGS}")
     body = copy.deepcopy(seq).float().eval()
     if padding == "slice":
         for i, m in enumerate(body):
@@ -182,13 +160,13 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def export_graph(seq: nn.Sequential, path: Path, *, model: str, level: int, part: str, weights_sha: str,
+def export_graph(seq: nn.Sequential, path: Path, *, model: ResolvedModel, level: int, part: str,
                  precision: str = "fp32", padding: str = "reflect", opset: int = DEFAULT_OPSET) -> ExportedFile:
     """Trace one encoder or decoder, fold, label, check (full) and write it atomically."""
     if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
-    family = get_family(model)
-    g = current_geometry(model, level, precision)
+        raise UserError(f"opset must be >= 17, got {opset}")
+    family = model.family
+    g = current_geometry(family, level, precision)
     side = max(64, 4 * g.stride)  # the trace size; verification runs at another one
     sample = torch.rand(1, 3, side, side) if part == "enc" else torch.rand(1, g.channels, side // g.stride,
                                                                            side // g.stride)
@@ -197,27 +175,22 @@ def export_graph(seq: nn.Sequential, path: Path, *, model: str, level: int, part
             out_name: {2: f"{out_name}_height", 3: f"{out_name}_width"}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # legacy-exporter deprecation and constant-folding notes
             torch.onnx.export(exportable(seq, precision, padding), (sample,), tmp, opset_version=opset,
                               input_names=[in_name], output_names=[out_name], dynamic_axes=axes,
                               do_constant_folding=True, dynamo=False)
         proto = fold_constants(onnx.load(tmp))
-        proto.producer_name, proto.doc_string = "stylize", f"{model} level {level} {part} ({precision})"
-        meta = {"model": model_label(model), "level": str(level), "part": part, "weights_sha256": weights_sha,
+        proto.producer_name, proto.doc_string = "stylize", f"{model.label} level {level} {part} ({precision})"
+        meta = {"model": model.label, "level": str(level), "part": part,
+                "weights_sha256": model.sha256[(level, part)],
                 "precision": precision, "padding": padding, "opset": str(opset), "format_version": FORMAT_VERSION,
                 "geometry": json.dumps(asdict(g)), "ceil_mode": str(int(family.ceil_mode))}
         onnx.helper.set_model_props(proto, meta)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return read_metadata(path)
 
 
@@ -229,26 +202,27 @@ def read_metadata(path: str | os.PathLike) -> ExportedFile:
     missing = [k for k in ("model", "level", "part", "weights_sha256", "precision", "opset", "geometry")
                if k not in props]
     if missing:
-        raise ValueError(f"{path}: not a stylize export (metadata lacks {', '.join(missing)})")
+        raise UserError(f"{path}: not a stylize export (metadata lacks {', '.join(missing)})")
     return ExportedFile(path, props["model"], int(props["level"]), props["part"], props["weights_sha256"],
                         props["precision"], props.get("padding", "reflect"), int(props["opset"]),
                         props.get("format_version", ""), LevelGeometry(**json.loads(props["geometry"])),
                         props.get("ceil_mode", "0") == "1")
 
 
-def export_model(model: str, out_dir: str | os.PathLike, *, levels: tuple[int, ...] | None = None,
-                 weights_dir: str | os.PathLike | None = None, precision: str = "fp32",
-                 padding: str = "reflect", opset: int = DEFAULT_OPSET, verify: bool = True) -> list[ExportedFile]:
+def export_model(model: str | os.PathLike | ResolvedModel, out_dir: str | os.PathLike, *,
+                 levels: tuple[int, ...] | None = None, weights_dir: str | os.PathLike | None = None,
+                 precision: str = "fp32", padding: str = "reflect", opset: int = DEFAULT_OPSET,
+                 verify: bool = True) -> list[ExportedFile]:
     """Export encoder and decoder of each level into ``out_dir``; optionally verify against torch."""
-    family, label = get_family(model), model_label(model)
-    levels = tuple(levels or family.levels)
+    model = resolve_model(model, levels, weights_dir)
+    levels = tuple(levels or model.levels)
     out: list[ExportedFile] = []
     for level in levels:
-        module = load_levels(model, (level,), weights_dir)[level]
+        module = model.load((level,))[level]
         for part, seq in (("enc", module.encoder), ("dec", module.decoder)):
-            exported = export_graph(seq, Path(out_dir) / onnx_filename(label, part, level, precision), model=model,
-                                    level=level, part=part, weights_sha=weights_sha256(model, level, part, weights_dir),
-                                    precision=precision, padding=padding, opset=opset)
+            exported = export_graph(seq, Path(out_dir) / onnx_filename(model.label, part, level, precision),
+                                    model=model, level=level, part=part, precision=precision, padding=padding,
+                                    opset=opset)
             if verify:
                 err = verify_against_torch(exported, seq)
                 tol = 5e-2 if precision == "fp16" else 1e-3
@@ -301,18 +275,18 @@ def find_exports(onnx_dir: str | os.PathLike, model: str, levels: tuple[int, ...
                  precision: str = "fp32") -> dict[tuple[int, str], ExportedFile]:
     """The exported files for ``levels`` in a folder, each checked to be what its name says.
 
-    ``model`` is the label the files carry (see :func:`model_label`).
+    ``model`` is the label the files carry (:attr:`ResolvedModel.label`).
     """
     found: dict[tuple[int, str], ExportedFile] = {}
     for level in levels:
         for part in PARTS:
             path = Path(onnx_dir) / onnx_filename(model, part, level, precision)
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: missing; run 'stylize export --model {model} -o {onnx_dir}'"
+                raise UserError(f"{path}: missing; run 'stylize export --model {model} -o {onnx_dir}'"
                                         f"{' --half' if precision == 'fp16' else ''}")
             meta = read_metadata(path)
             if (meta.model, meta.level, meta.part, meta.precision) != (model, level, part, precision):
-                raise ValueError(f"{path}: metadata says {meta.model} level {meta.level} {meta.part} "
+                raise UserError(f"{path}: metadata says {meta.model} level {meta.level} {meta.part} "
                                  f"{meta.precision}, expected {model} level {level} {part} {precision}")
             found[(level, part)] = meta
     return found

@@ -20,6 +20,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from stylize.engine.errors import UserError
+
 from .graph_backend import GraphBackend
 from .onnx_export import ExportedFile, check_export_set, output_shape
 
@@ -39,9 +41,9 @@ def select_providers(device: str | torch.device | None = "auto",
     if dev.type == "cpu":
         return ["CPUExecutionProvider"], dev
     if dev.type != "cuda":
-        raise ValueError(f"onnxruntime backend: unsupported device '{device}'")
+        raise UserError(f"onnxruntime backend: unsupported device '{device}'")
     if not gpu:
-        raise ValueError("device 'cuda' requested but onnxruntime has no CUDA provider "
+        raise UserError("device 'cuda' requested but onnxruntime has no CUDA provider "
                          "(install onnxruntime-gpu instead of onnxruntime)")
     index = dev.index or 0
     providers: list = []
@@ -107,7 +109,3 @@ class OnnxRuntimeBackend(GraphBackend):
         session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         return y
-
-    def describe(self) -> str:
-        files = sorted({str(Path(f.path).parent) for f in self.exports.values()})
-        return f"onnxruntime {self.precision} on {', '.join(self.active_providers())} from {', '.join(files)}"

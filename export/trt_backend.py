@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from engine.backend import resolve_device
-from models.weights import cache_dir, sha256_of
+from stylize.engine.atomic import atomic_path
+from stylize.engine.backend import resolve_device
+from stylize.engine.errors import UserError
+from stylize.models.weights import cache_dir, sha256_of
 
 from .graph_backend import GraphBackend
 from .onnx_export import ExportedFile, check_export_set
@@ -52,7 +53,7 @@ def import_tensorrt():
     try:
         import tensorrt
     except ImportError as e:
-        raise RuntimeError(f"the tensorrt backend needs TensorRT 10+ (pip install tensorrt): {e}") from None
+        raise UserError(f"the tensorrt backend needs TensorRT 10+ (pip install tensorrt): {e}") from None
     return tensorrt
 
 
@@ -114,7 +115,7 @@ class TensorRTBackend(GraphBackend):
         self.trt = import_tensorrt()
         self.device = resolve_device(device)
         if self.device.type != "cuda":
-            raise ValueError("the tensorrt backend needs a CUDA GPU (device 'cuda'); none is selected or visible")
+            raise UserError("the tensorrt backend needs a CUDA GPU (device 'cuda'); none is selected or visible")
         if self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.exports = dict(exports)
@@ -215,14 +216,8 @@ class TensorRTBackend(GraphBackend):
     @staticmethod
     def _write_atomic(path: Path, blob) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(memoryview(blob))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(memoryview(blob))
 
     # ------------------------------------------------------------------------- protocol
     def _run(self, key: tuple[int, str], x: torch.Tensor) -> torch.Tensor:
@@ -244,7 +239,3 @@ class TensorRTBackend(GraphBackend):
         if not e.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise RuntimeError(f"{e.path.name}: TensorRT execution failed")
         return y
-
-    def describe(self) -> str:
-        return (f"TensorRT {self.trt.__version__} {self.precision} on {self.gpu}, engines in {self.engine_dir}"
-                f" ({self.builds} built this run)")

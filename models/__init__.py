@@ -1,9 +1,9 @@
-"""Encoder/decoder architectures, the weights registry and its loader, and training."""
-from .architecture import LevelGeometry, VGGAutoencoderLevel, Widths
+"""Encoder/decoder architectures, the weights registry and its loader (training is a client)."""
+from .architecture import VGGAutoencoderLevel, Widths
 from .weights import WeightsError, resolve
-from .zoo import FAMILIES, ModelFamily, get_family, load_levels
+from .zoo import FAMILIES, ModelFamily, ResolvedModel, get_family, load_levels, resolve_model
 
 __all__ = [
-    "FAMILIES", "LevelGeometry", "ModelFamily", "VGGAutoencoderLevel", "WeightsError", "Widths",
-    "get_family", "load_levels", "resolve",
+    "FAMILIES", "ModelFamily", "ResolvedModel", "VGGAutoencoderLevel", "WeightsError", "Widths",
+    "get_family", "load_levels", "resolve", "resolve_model",
 ]

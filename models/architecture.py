@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from stylize.engine.geometry import LevelGeometry
+
 # Convolutions per VGG-19 block; block k's first conv is conv{k}1 (relu{k}_1).
 VGG19_BLOCKS = (2, 2, 4, 4, 4)
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
@@ -146,23 +148,6 @@ def _peak_bytes_per_pixel(layers: list[Layer], scale: int, dtype_bytes: int) -> 
         elif layer.kind == "up":
             scale //= 2
     return peak * dtype_bytes
-
-
-@dataclass(frozen=True)
-class LevelGeometry:
-    """What the tiled engine needs to know about one level, and nothing of its weights."""
-
-    level: int
-    channels: int
-    stride: int
-    encoder_radius: int
-    decoder_radius: int
-    macs_per_pixel: float
-    peak_bytes_per_pixel: float
-
-    @property
-    def radius(self) -> int:
-        return self.encoder_radius + self.decoder_radius
 
 
 class VGGAutoencoderLevel(nn.Module):

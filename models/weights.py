@@ -24,7 +24,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-REGISTRY_PATH = Path(__file__).resolve().parent.parent / "weights.toml"
+from stylize.engine.errors import UserError
+
+# An installed package carries the registry as package data (setup.py copies it there); a
+# source checkout reads the one at the repository root.
+_PACKAGED = Path(__file__).resolve().parent / "weights.toml"
+REGISTRY_PATH = _PACKAGED if _PACKAGED.is_file() else Path(__file__).resolve().parent.parent / "weights.toml"
 ENV_PATH = "STYLIZE_WEIGHTS_PATH"
 ENV_CACHE = "STYLIZE_CACHE"
 # The sample pair (registry keys, resolved like the weights): `stylize demo` and the benchmarks.
@@ -32,7 +37,7 @@ SAMPLE_CONTENT = "uhd/green_park_3840x2160.jpg"
 SAMPLE_STYLE = "style/wct_in1_2048.jpg"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError):
     """A registry file could not be found, fetched or verified; the message names it."""
 
 
@@ -45,7 +50,7 @@ class Entry:
 
 
 def load_registry(path: Path | None = None) -> dict[str, Entry]:
-    path = Path(os.environ.get("STYLIZE_REGISTRY", path or REGISTRY_PATH))
+    path = Path(path or REGISTRY_PATH)
     with open(path, "rb") as f:
         data = tomllib.load(f)
     return {
@@ -76,12 +81,22 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+# Files already verified in this process, by (path, size, mtime): a second backend or export
+# for the same model does not hash its weights again.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
 def _verify(entry: Entry, path: Path) -> Path:
+    st = path.stat()
+    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if stamp in _VERIFIED:
+        return path
     if entry.sha256 and sha256_of(path) != entry.sha256:
         raise WeightsError(
             f"{entry.key}: sha256 mismatch for {path} (expected {entry.sha256}); "
             "the file is corrupted or not the published one: delete it to re-fetch"
         )
+    _VERIFIED.add(stamp)
     return path
 
 
@@ -92,6 +107,8 @@ def resolve(key: str, weights_dir: str | os.PathLike | None = None, *, download:
     if key not in registry:
         raise WeightsError(f"{key}: not in the weights registry")
     entry = registry[key]
+    if weights_dir and not Path(weights_dir).is_dir():
+        raise WeightsError(f"--weights-dir {weights_dir}: not a folder")
     candidates = [d / key for d in search_dirs(weights_dir)]
     if weights_dir:  # an explicit folder may also hold the bare file names (enc4.pth, …)
         candidates.insert(1, Path(weights_dir) / Path(key).name)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .architecture import VGG19_WIDTHS, VGGAutoencoderLevel, Widths
-from .weights import WeightsError, resolve
+from .weights import WeightsError, load_registry, resolve, sha256_of
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def family_from_checkpoint(ckpt: dict, path: str | os.PathLike) -> ModelFamily:
-    spec = ckpt["family"]
+    spec = ckpt.get("family")
+    need = ("name", "blocks", "first", "final_relu", "ceil_mode")
+    if not isinstance(spec, dict) or any(k not in spec for k in need) or not isinstance(ckpt.get("levels"), dict):
+        raise WeightsError(f"{path}: checkpoint lacks its model description (family: {', '.join(need)}; levels)")
     dec = Widths(tuple(spec["decoder_blocks"]), spec["decoder_first"]) if spec.get("decoder_blocks") else None
     return ModelFamily(
         spec["name"], Widths(tuple(spec["blocks"]), spec["first"]), final_relu=spec["final_relu"],
@@ -129,39 +132,94 @@ def get_family(model: str) -> ModelFamily:
     return FAMILIES[model]
 
 
-def load_levels(
-    model: str = "cd16x",
-    levels: tuple[int, ...] = (5, 4, 3, 2, 1),
-    weights_dir: str | os.PathLike | None = None,
-    *,
-    pretrained: bool = True,
-    download: bool = True,
-) -> dict[int, VGGAutoencoderLevel]:
-    """Build and load the encoder/decoder of each requested level, in eval mode on CPU.
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model name resolved once: its family, the label files carry, and each level's verified
+    weight files with their sha256 (from ``weights.toml``, or the checkpoint's own hash).
 
-    ``pretrained=False`` leaves random weights of the right shapes (benchmarks only: timing
-    does not depend on the values).
+    Everything downstream (backends, ONNX export, benchmarks) takes this object instead of a
+    name, so a name is looked up, and a file found and verified, once per process.
     """
-    checkpoint = read_checkpoint(model) if _is_checkpoint_path(model) else None
-    family = family_from_checkpoint(checkpoint, model) if checkpoint else get_family(model)
-    out: dict[int, VGGAutoencoderLevel] = {}
-    for level in levels:
-        if level not in family.levels:
-            raise WeightsError(f"model '{model}' has no level {level}")
-        module = family.build(level)
-        if pretrained and checkpoint:
-            for part in ("encoder", "decoder"):
-                try:
-                    module.load_named(part, checkpoint["levels"][level][part])
-                except (KeyError, RuntimeError) as e:
-                    raise WeightsError(f"{model}: level {level} {part} does not fit its spec: {e}") from None
-        elif pretrained:
+
+    name: str  # what the user asked for: a family name or a checkpoint path
+    family: ModelFamily
+    label: str  # the family name, or a checkpoint's file stem
+    files: dict[tuple[int, str], Path]  # (level, "enc" | "dec") -> file (one checkpoint holds all)
+    sha256: dict[tuple[int, str], str]
+    checkpoint: Path | None = None
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        return tuple(sorted({level for level, _ in self.files}))
+
+    def load(self, levels: tuple[int, ...] | None = None) -> dict[int, VGGAutoencoderLevel]:
+        """Build and load the encoder/decoder of each level, in eval mode on CPU."""
+        levels = tuple(levels or self.levels)
+        missing = [k for k in levels if (k, "enc") not in self.files]
+        if missing:
+            raise WeightsError(f"model '{self.name}' was resolved without level(s) {missing}")
+        ckpt = read_checkpoint(self.checkpoint) if self.checkpoint else None
+        out: dict[int, VGGAutoencoderLevel] = {}
+        for level in levels:
+            module = self.family.build(level)
             for part, prefix in (("encoder", "enc"), ("decoder", "dec")):
-                path = resolve(family.key(prefix, level), weights_dir, download=download)
-                state = unwrap_state(torch.load(path, map_location="cpu", weights_only=True))
+                path = self.files[(level, prefix)]
                 try:
-                    load_state_into(module, part, state)
+                    if ckpt is not None:
+                        module.load_named(part, ckpt["levels"][level][part])
+                    else:
+                        state = unwrap_state(torch.load(path, map_location="cpu", weights_only=True))
+                        load_state_into(module, part, state)
                 except (KeyError, RuntimeError) as e:
-                    raise WeightsError(f"{path}: does not fit {model} level {level} {part}: {e}") from None
-        out[level] = module.eval().requires_grad_(False)
-    return out
+                    raise WeightsError(f"{path}: does not fit {self.name} level {level} {part}: {e}") from None
+            out[level] = module.eval().requires_grad_(False)
+        return out
+
+
+def resolve_model(model: str | os.PathLike | ResolvedModel = "cd16x", levels: tuple[int, ...] | None = None,
+                  weights_dir: str | os.PathLike | None = None, *, download: bool = True) -> ResolvedModel:
+    """Resolve a family name (or a trained checkpoint file) and the files of ``levels``
+    (default: every level the family has) into a :class:`ResolvedModel`."""
+    if isinstance(model, ResolvedModel):
+        return model
+    model = str(model)
+    if _is_checkpoint_path(model):
+        ckpt = read_checkpoint(model)
+        family = family_from_checkpoint(ckpt, model)
+        levels = tuple(levels or family.levels)
+        _check_levels(model, family, levels)
+        path, sha = Path(model), sha256_of(Path(model))
+        files = {(k, part): path for k in levels for part in ("enc", "dec")}
+        return ResolvedModel(model, family, path.stem, files, dict.fromkeys(files, sha), checkpoint=path)
+    family = get_family(model)
+    levels = tuple(levels or family.levels)
+    _check_levels(model, family, levels)
+    registry = load_registry()
+    files, hashes = {}, {}
+    for level in levels:
+        for part in ("enc", "dec"):
+            key = family.key(part, level)
+            files[(level, part)] = resolve(key, weights_dir, download=download, registry=registry)
+            hashes[(level, part)] = registry[key].sha256 or sha256_of(files[(level, part)])
+    return ResolvedModel(model, family, family.name, files, hashes)
+
+
+def _check_levels(model: str, family: ModelFamily, levels: tuple[int, ...]) -> None:
+    missing = [k for k in levels if k not in family.levels]
+    if missing:
+        raise WeightsError(f"model '{model}' has no level(s) {', '.join(map(str, missing))}")
+
+
+def load_levels(model: str | os.PathLike | ResolvedModel = "cd16x", levels: tuple[int, ...] = (5, 4, 3, 2, 1),
+                weights_dir: str | os.PathLike | None = None, *, pretrained: bool = True,
+                download: bool = True) -> dict[int, VGGAutoencoderLevel]:
+    """The loaded levels of a model: ``resolve_model(...).load(levels)``.
+
+    ``pretrained=False`` leaves random weights of the right shapes and reads no file
+    (benchmarks and the data-free tests: the architecture is the real one).
+    """
+    if not pretrained:
+        family = model.family if isinstance(model, ResolvedModel) else get_family(str(model))
+        _check_levels(str(model), family, tuple(levels))
+        return {k: family.build(k).eval().requires_grad_(False) for k in levels}
+    return resolve_model(model, tuple(levels), weights_dir, download=download).load(tuple(levels))

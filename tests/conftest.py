@@ -1,8 +1,10 @@
 """Shared fixtures: where ../shared is, the reference pairs, image helpers.
 
-The data lives outside the repository (``../shared`` beside the checkout, or ``$STYLIZE_SHARED``);
-the weights registry finds it through ``$STYLIZE_WEIGHTS_PATH``, set here if unset. Without
-the data the suite cannot test anything real, so that is a hard error, not a skip.
+Two tiers. ``tests/unit`` needs no data (random weights on the real architectures, pure
+maths, parsing) and runs anywhere in seconds: ``pytest tests/unit``. Everything else uses
+the real weights and images in ``../shared`` (beside the checkout, or ``$STYLIZE_SHARED``),
+found by the weights registry through ``$STYLIZE_WEIGHTS_PATH`` (set here if unset). Running
+those without the data is a hard error, never a silent skip.
 """
 from __future__ import annotations
 
@@ -16,8 +18,17 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("STYLIZE_SHARED", ROOT.parent / "shared")).resolve()
 
-if not (SHARED / "weights").is_dir():
-    raise pytest.UsageError(f"test data not found at {SHARED}: put shared/ beside the checkout or set STYLIZE_SHARED")
+HAVE_DATA = (SHARED / "weights").is_dir()
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(config, items):
+    needs_data = [item for item in items if UNIT not in Path(str(item.fspath)).resolve().parents]
+    if needs_data and not HAVE_DATA:
+        raise pytest.UsageError(f"test data not found at {SHARED}: put shared/ beside the checkout or set "
+                                f"STYLIZE_SHARED ({len(needs_data)} tests need it; 'pytest tests/unit' needs none)")
+
+
 os.environ.setdefault("STYLIZE_WEIGHTS_PATH", os.pathsep.join([str(SHARED / "weights"), str(SHARED / "images")]))
 
 REFERENCE = SHARED / "reference"
@@ -51,9 +62,10 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def cd16x():
     """A whole-image-capable CPU stylizer on the real 16x weights, shared by tests."""
-    from engine.stylizer import Stylizer
+    from stylize.api import build_stylizer
+    from stylize.settings import Settings
 
-    return Stylizer("cd16x", device="cpu", max_memory="8G")
+    return build_stylizer(Settings(device="cpu", max_memory="8G"))
 
 
 # Figures a test measured (PSNRs, losses), printed in one section at the end of the run so

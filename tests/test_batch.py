@@ -14,16 +14,17 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import SHARED
-from engine.batch import app
-from engine.batch_runner import Batch, BatchInterrupted, run_batch
-from engine.files import StylizeOptions, stylize_file
-from engine.imageio import ImageError
-from engine.stylizer import Stylizer
+from stylize.batch import app
+from stylize.batch_runner import Batch, BatchInterrupted, run_batch
+from stylize.api import stylize_file
+from stylize.settings import Settings
+from stylize.imageio import ImageError
+from stylize.engine.stylizer import Stylizer
 
 CONTENT = SHARED / "images/content"
 STYLES = [SHARED / "images/style/sketch.png", SHARED / "images/style/brushstrokes.jpg"]
 SMALL = ["--res", "128", "--style-res", "128", "-q"]
-OPTS = StylizeOptions(resolution=128, style_resolution=128)
+OPTS = Settings(resolution=128, style_resolution=128)
 GOOD = ["a.jpg", "b.png", "nested/deeper/c.jpg", "nested/photo_without_extension"]
 
 

@@ -92,9 +92,9 @@ def test_out_of_memory_timeout_and_unavailable_are_results(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     status = {c["spec"]["backend"]: c["result"] for c in data["cells"]}
     assert status["torch"]["status"] == "oom", status["torch"]
-    assert status["tensorrt"] == {**status["tensorrt"], "status": "skipped", "reason": "TensorRT runs on CUDA only"}
+    assert status["tensorrt"] == {**status["tensorrt"], "status": "skipped", "reason": "tensorrt runs on CUDA only"}
     md = (tmp_path / "bench.md").read_text()
-    assert "OOM" in md and "skipped: TensorRT runs on CUDA only" in md
+    assert "OOM" in md and "skipped: tensorrt runs on CUDA only" in md
     assert (tmp_path / "time_vs_mp.png").is_file()
 
     proc = run_bench(tmp_path, "--res", "256", "--levels", "1", "--backends", "torch", "--modes", "whole",
@@ -108,7 +108,7 @@ def test_out_of_memory_timeout_and_unavailable_are_results(tmp_path):
 
 
 def test_stylize_bench_is_the_same_command(capsys):
-    from engine.cli import main
+    from stylize.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["bench", "--help"])

@@ -1,7 +1,7 @@
 """The README's demo path: the sample pair resolves through the registry and stylizes."""
 from PIL import Image
 
-from engine.cli import main
+from stylize.cli import main
 
 
 def test_demo_resolves_sample_pair_and_writes(tmp_path, capsys):

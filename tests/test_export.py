@@ -16,15 +16,16 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from conftest import REFERENCE, REFERENCE_CASES, load_rgb, psnr, to_uint8
-from engine.backend import Backend, TorchBackend
-from engine.stylizer import Stylizer
-from export.backends import cached_exports, create_backend
-from export.cli import app
-from export.onnx_export import (export_model, find_exports, onnx_filename, read_metadata, verify_against_torch,
-                                weights_sha256)
-from export.ort_backend import OnnxRuntimeBackend
-from export.trt_backend import bucket_shape, cached_shapes, engine_filename, pick_engine
-from models.zoo import get_family, load_levels
+from stylize.engine.backend import Backend
+from stylize.engine.errors import UserError
+from stylize.engine.stylizer import Stylizer
+from stylize.export.onnx_export import export_model, find_exports, onnx_filename, read_metadata, verify_against_torch
+from stylize.export.ort_backend import OnnxRuntimeBackend
+from stylize.export.registry import cached_exports, create_backend
+from stylize.export.torch_backend import TorchBackend
+from stylize.export.trt_backend import bucket_shape, cached_shapes, engine_filename, pick_engine
+from stylize.export_cli import app
+from stylize.models.zoo import get_family, load_levels, resolve_model
 
 LEVELS = (1, 2, 3, 4, 5)
 CASE_IDS = [c[2].name for c in REFERENCE_CASES]
@@ -80,7 +81,7 @@ def torch_outputs(cd16x):
     def get(name, alpha):
         if (name, alpha) not in cache:
             content, style = load_rgb(REFERENCE / f"{name}.content.png"), load_rgb(REFERENCE / f"{name}.style.png")
-            cache[(name, alpha)] = to_uint8(cd16x.stylize(content, style, alpha=alpha))
+            cache[(name, alpha)] = to_uint8(cd16x.stylize(content, style, alpha=alpha).image)
         return cache[(name, alpha)]
 
     return get
@@ -92,11 +93,10 @@ def folder(exports) -> str:
 
 def _stylize(backend, name, alpha, tile=None):
     content, style = load_rgb(REFERENCE / f"{name}.content.png"), load_rgb(REFERENCE / f"{name}.style.png")
-    stylizer = Stylizer(backend=backend, tile=tile, max_memory="8G")
-    out = stylizer.stylize(content, style, alpha=alpha)
+    result = Stylizer(backend, tile=tile, max_memory="8G").stylize(content, style, alpha=alpha)
     if tile is not None:
-        assert any(p.tile == tile for p in stylizer.last_report.plans), "tiled mode did not tile"
-    return to_uint8(out)
+        assert any(p.tile == tile for p in result.report.plans), "tiled mode did not tile"
+    return to_uint8(result.image)
 
 
 # ----------------------------------------------------------------------------------- export
@@ -109,7 +109,7 @@ def test_every_file_passes_checker_with_metadata(variant, request):
         proto = onnx.load(str(f.path))
         assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
         assert (f.model, f.level, f.part, f.opset) == ("cd16x", level, part, 17)
-        assert f.weights_sha256 == weights_sha256("cd16x", level, part)
+        assert f.weights_sha256 == resolve_model("cd16x").sha256[(level, part)]
         for value in (proto.graph.input[0], proto.graph.output[0]):
             dims = value.type.tensor_type.shape.dim
             assert dims[2].dim_param and dims[3].dim_param, f"{f.path.name}: height/width are not dynamic"
@@ -189,7 +189,7 @@ def test_fp16_backend_returns_float32_and_stays_close(fp16_exports, ort_cpu):
     assert f.dtype == torch.float32 and backend.decode(5, f).dtype == torch.float32
     name = "face_x_matisse"
     content, style = (load_rgb(REFERENCE / f"{name}.{kind}.png")[:, ::2, ::2].copy() for kind in ("content", "style"))
-    half, full = (to_uint8(Stylizer(backend=be, max_memory="8G").stylize(content, style)) for be in (backend, ort_cpu))
+    half, full = (to_uint8(Stylizer(be, max_memory="8G").stylize(content, style).image) for be in (backend, ort_cpu))
     got = psnr(half, full)
     assert got >= 40.0, f"fp16 vs fp32 graphs: {got:.2f} dB"
 
@@ -216,13 +216,13 @@ def test_backends_implement_the_protocol(ort_cpu):
 
 
 def test_factory_rejects_what_it_cannot_run():
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(UserError, match="unknown backend"):
         create_backend("tflite")
-    with pytest.raises(ValueError, match="CUDA"):
+    with pytest.raises(UserError, match="(CUDA|tensorrt)"):
         create_backend("tensorrt", device="cpu")
-    with pytest.raises(ValueError, match="half"):
+    with pytest.raises(UserError, match="half"):
         create_backend("onnxruntime", device="cpu", half=True)
-    with pytest.raises(ValueError, match="no ONNX options"):
+    with pytest.raises(UserError, match="takes no options"):
         create_backend("torch", onnx_dir="somewhere")
 
 
@@ -231,21 +231,22 @@ def test_user_folder_is_checked_and_cache_is_never_stale(fp32_exports, tmp_path)
     folder.mkdir()
     for part in ("enc", "dec"):
         shutil.copy(fp32_exports[(1, part)].path, folder / onnx_filename("cd16x", part, 1))
-    with pytest.raises(FileNotFoundError, match="stylize export"):
+    with pytest.raises(UserError, match="stylize export"):
         find_exports(folder, "cd16x", (1, 2))
     enc = folder / onnx_filename("cd16x", "enc", 1)
     before = enc.stat().st_mtime_ns
-    cached_exports("cd16x", (1,), folder=folder)
+    model = resolve_model("cd16x")
+    cached_exports(model, (1,), folder=folder)
     assert enc.stat().st_mtime_ns == before, "a fresh cached export was redone"
     proto = onnx.load(str(enc))  # pretend it was made from other weights
     onnx.helper.set_model_props(proto, {p.key: ("0" * 64 if p.key == "weights_sha256" else p.value)
                                         for p in proto.metadata_props})
     onnx.save(proto, str(enc))
     assert read_metadata(enc).weights_sha256 == "0" * 64
-    exports = cached_exports("cd16x", (1,), folder=folder)
-    assert exports[(1, "enc")].weights_sha256 == weights_sha256("cd16x", 1, "enc"), "stale export was used"
+    exports = cached_exports(model, (1,), folder=folder)
+    assert exports[(1, "enc")].weights_sha256 == model.sha256[(1, "enc")], "stale export was used"
     shutil.copy(folder / onnx_filename("cd16x", "dec", 1), enc)  # a decoder under an encoder's name
-    with pytest.raises(ValueError, match="metadata says"):
+    with pytest.raises(UserError, match="metadata says"):
         find_exports(folder, "cd16x", (1,))
 
 

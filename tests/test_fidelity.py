@@ -12,11 +12,12 @@ def test_matches_reference(cd16x, name, alpha, expected, tile, measured):
     content, style = load_rgb(REFERENCE / f"{name}.content.png"), load_rgb(REFERENCE / f"{name}.style.png")
     cd16x.tile = tile
     try:
-        out = cd16x.stylize(content, style, alpha=alpha)
+        result = cd16x.stylize(content, style, alpha=alpha)
     finally:
         cd16x.tile = None
+    out = result.image
     if tile is not None:
-        assert any(p.tile == tile for p in cd16x.last_report.plans), "tiled mode did not tile"
+        assert any(p.tile == tile for p in result.report.plans), "tiled mode did not tile"
     got = psnr(to_uint8(out), np.asarray(Image.open(expected).convert("RGB")))
     measured(f"{got:.2f} dB vs the paper's output")
     assert got >= 45.0, f"{expected.name}: {got:.2f} dB"
@@ -24,7 +25,7 @@ def test_matches_reference(cd16x, name, alpha, expected, tile, measured):
 
 def test_paper_baseline_reproduces_reference(measured):
     """The benchmark yardstick is the published pipeline: it must match the reference too."""
-    from bench.paper_baseline import paper_stylize
+    from stylize.bench.paper_baseline import paper_stylize
 
     name = "face_x_matisse"
     out = paper_stylize(load_rgb(REFERENCE / f"{name}.content.png"), load_rgb(REFERENCE / f"{name}.style.png"))

@@ -9,8 +9,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import SHARED
-from engine.cli import main
-from engine.imageio import ImageError, read_image, write_image
+from stylize.cli import main
+from stylize.imageio import ImageError, read_image, write_image
 
 STYLE = SHARED / "images/style/sketch.png"
 PHOTO = SHARED / "images/content/golden_gate.jpg"
@@ -18,7 +18,7 @@ PHOTO = SHARED / "images/content/golden_gate.jpg"
 
 def run(*args: str):
     """Invoke the CLI like a user; returns (exit code, stderr+stdout)."""
-    from engine.cli import app
+    from stylize.cli import app
 
     result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
     return result.exit_code, result.output
@@ -141,7 +141,7 @@ def test_flat_images_give_finite_sensible_output(tmp_path, cd16x, which):
     flat = np.full((3, 64, 64), 0.4, np.float32)
     photo = read_image(PHOTO, 64).rgb
     content, style = (flat, photo) if which == "content" else (photo, flat)
-    out = cd16x.stylize(content.copy(), style)
+    out = cd16x.stylize(content.copy(), style).image
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     if which == "style":  # a flat style paints a (nearly) flat picture
         assert out.std(axis=(1, 2)).max() < 0.1
@@ -172,12 +172,12 @@ def test_output_gets_the_usual_permissions(tmp_path, suffix):
 
 
 def test_interrupt_in_cli_is_clean(tmp_path, monkeypatch):
-    import engine.stylizer
+    import stylize.engine.stylizer
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine.stylizer.Stylizer, "stylize", boom)
+    monkeypatch.setattr(stylize.engine.stylizer.Stylizer, "stylize", boom)
     code, text = run(PHOTO, STYLE, "-o", tmp_path / "o.png")
     assert code == 130 and "interrupted" in text
     assert list(tmp_path.iterdir()) == []

@@ -14,14 +14,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from engine.stylizer import Stylizer
-from models.training import RandomCrops, TrainConfig, fit
-from models.training.checkpoint import merge_models
-from models.training.cli import app
-from models.training.losses import content_relation_loss
-from models.training.prune import scale_widths
-from models.training.trainers import EncoderDistiller, relu_taps, tap_features
-from models.zoo import CHECKPOINT_FORMAT, get_family, load_levels
+from stylize.api import stylize
+from stylize.settings import Settings
+from stylize.models.training import RandomCrops, TrainConfig, fit
+from stylize.models.training.checkpoint import merge_models
+from stylize.models.training.cli import app
+from stylize.models.training.losses import content_relation_loss
+from stylize.models.training.prune import scale_widths
+from stylize.models.training.trainers import EncoderDistiller, relu_taps, tap_features
+from stylize.models.zoo import CHECKPOINT_FORMAT, get_family, load_levels
 
 TINY = dict(batch_size=2, crop=32, device="cpu", save_every=1000)
 
@@ -119,7 +120,7 @@ def test_checkpoints_are_engine_models_alone_and_merged(images, encoder_run, tmp
     assert "training" not in torch.load(merged, weights_only=True)
     rng = np.random.default_rng(1)
     content, style = rng.random((3, 40, 48), dtype=np.float32), rng.random((3, 36, 36), dtype=np.float32)
-    out = Stylizer(str(merged), levels=(2, 1), device="cpu").stylize(content, style)
+    out = stylize(content, style, Settings(model=str(merged), levels=(2, 1), device="cpu")).image
     assert out.shape == content.shape and np.isfinite(out).all()
     assert out.std() > 0.01 and not np.allclose(out, content, atol=0.02)
 
@@ -143,7 +144,7 @@ def test_folded_embedding_is_exact():
 
 
 def get_family_module(spec, levels, level):
-    from models.zoo import family_from_checkpoint
+    from stylize.models.zoo import family_from_checkpoint
 
     family = family_from_checkpoint({"format": CHECKPOINT_FORMAT, "family": spec, "levels": levels}, "memory")
     module = family.build(level)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import SHARED
-from models import load_levels
-from models.weights import Entry, WeightsError, load_registry, resolve, sha256_of
+from stylize.models import load_levels
+from stylize.models.weights import Entry, WeightsError, load_registry, resolve, sha256_of
 
 KEY = "cd16x/enc2.pth"
 

@@ -2,7 +2,7 @@
 
 Python entry points: :func:`recipes.fit` (what ``stylize train`` runs), the trainers in
 :mod:`.trainers`, the shared loop in :mod:`.loop`. Checkpoints load as engine models:
-``Stylizer(model="student.pt")``.
+``stylize.Settings(model="student.pt")``.
 """
 from .checkpoint import merge_models
 from .data import DataError, RandomCrops, list_images

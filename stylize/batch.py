@@ -16,8 +16,8 @@ from typing import List, Optional
 import typer
 
 from .batch_files import FORMATS
-from .cli import (ALPHA, BACKEND, BITS, DEVICE, HALF, LEVELS, MAX_MEMORY, MAX_PIXELS, MODEL, QUALITY, RES,
-                  STYLE_RES, TILE, TRANSFORM, WEIGHTS_DIR, options, user_errors)
+from .cli_options import user_errors, with_settings
+from .settings import Settings
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -69,6 +69,7 @@ def sigterm_as_interrupt():
 
 
 @app.command()
+@with_settings
 def batch(
     photos_dir: Path = typer.Argument(..., metavar="PHOTOS_DIR", help="folder of photos (walked recursively)"),
     styles: List[Path] = typer.Argument(..., metavar="STYLE...", help="one or more paintings"),
@@ -77,26 +78,12 @@ def batch(
     overwrite: bool = typer.Option(False, "--overwrite", help="redo outputs that already exist (default: skip)"),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON-lines report, one line per pair "
                                           "(default OUT_DIR/batch-report.jsonl)"),
-    res: Optional[str] = RES,
-    style_res: Optional[str] = STYLE_RES,
-    alpha: float = ALPHA,
-    levels: str = LEVELS,
-    transform: str = TRANSFORM,
-    model: str = MODEL,
-    backend: str = BACKEND,
-    device: str = DEVICE,
-    half: bool = HALF,
-    tile: Optional[int] = TILE,
-    max_memory: Optional[str] = MAX_MEMORY,
-    max_pixels: int = MAX_PIXELS,
-    quality: int = QUALITY,
-    bits: int = BITS,
-    weights_dir: Optional[Path] = WEIGHTS_DIR,
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress; still prints failures and the summary"),
     no_style_cache: bool = typer.Option(False, "--no-style-cache", hidden=True,
                                         help="recompute style statistics for every photo (benchmarks)"),
     no_overlap: bool = typer.Option(False, "--no-overlap", hidden=True,
                                     help="read, compute and write one after another (benchmarks)"),
+    *, settings: Settings,
 ):
     """Stylize every photo under PHOTOS_DIR with every STYLE into OUT_DIR.
 
@@ -109,9 +96,7 @@ def batch(
     from .batch_runner import Batch, BatchInterrupted
 
     with user_errors():
-        opts = options(res, style_res, alpha, levels, transform, model, backend, device, half, tile, max_memory,
-                       max_pixels, quality, bits, weights_dir)
-        plan = Batch(photos_dir, styles, out_dir, opts, fmt=fmt, overwrite=overwrite, report_path=report,
+        plan = Batch(photos_dir, styles, out_dir, settings, fmt=fmt, overwrite=overwrite, report_path=report,
                      cache_style=not no_style_cache, overlap_io=not no_overlap)
         if not quiet:
             typer.echo(f"{len(plan.pairs)} pair(s) ({len(plan.pairs) // len(plan.styles)} photo(s) × "

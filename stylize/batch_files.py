@@ -14,7 +14,6 @@ overwrites another; two styles sharing a stem are refused up front.
 """
 from __future__ import annotations
 
-import glob
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -122,19 +121,3 @@ def plan_pairs(photos: list[Path], styles: list[Path], out_dir: Path, fmt: str) 
                              "rename one")
         seen[pair.output] = pair
     return pairs
-
-
-def remove_stale_parts(output: Path) -> int:
-    """Delete temporary files a killed run left beside ``output`` (see imageio.atomic_output).
-
-    Only a hard kill (power loss, SIGKILL) can leave them; they are never complete images.
-    """
-    removed = 0
-    pattern = glob.escape(str(output.parent / f".{output.name}.")) + "*.part" + glob.escape(output.suffix)
-    for stale in glob.glob(pattern):
-        try:
-            os.unlink(stale)
-            removed += 1
-        except OSError:
-            pass
-    return removed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stylize.engine.atomic import atomic_path
+from stylize.engine.errors import UserError
+
 DEFAULT_MAX_PIXELS = 200_000_000  # 16K (133 MP) fits; a decompression bomb does not
 RESOLUTIONS = {"1k": 1024, "2k": 2048, "4k": 3840, "8k": 7680, "16k": 15360}
 WRITERS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -24,7 +28,7 @@ TIFF_EXTS = (".tif", ".tiff")
 BIGTIFF_THRESHOLD = 4_000_000_000 - (1 << 24)  # classic TIFF offsets are 32-bit
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """A problem with an input or output file, stated in one line."""
 
 
@@ -66,18 +70,34 @@ def _check_pixels(path: Path, w: int, h: int, max_pixels: int, what: str) -> Non
                          f"{max_pixels / 1e6:.0f} MP; raise it with --max-pixels")
 
 
+_PIL_LIMIT = threading.Lock()
+
+
+@contextmanager
+def _own_pixel_limit():
+    """Pillow's decompression-bomb limit is a process-wide global; ours (``max_pixels``,
+    checked on the header) replaces it for our own reads only, and the caller's value is
+    restored afterwards: importing or using this library never changes Pillow's setting."""
+    with _PIL_LIMIT, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _open_pil(path: Path, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = None  # our own limit applies, with a clearer message
+        with _own_pixel_limit():
             im = Image.open(path)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (unrecognised or corrupt file)") from None
     _check_pixels(path, *im.size, max_pixels, "image")
     try:
-        im.load()
-        im = ImageOps.exif_transpose(im)
+        with _own_pixel_limit():
+            im.load()
+            im = ImageOps.exif_transpose(im)
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
     return im
@@ -145,9 +165,20 @@ def _band_to(out: np.ndarray, band, peak: float, size: tuple[int, int]) -> None:
 
 
 def read_image(path: str | os.PathLike, long_side: int | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode, orient (EXIF), convert to RGB float and resize so the long side is ``long_side``."""
-    path = Path(path)
+               max_pixels: int = DEFAULT_MAX_PIXELS, role: str | None = None) -> LoadedImage:
+    """Decode, orient (EXIF), convert to RGB float and resize so the long side is ``long_side``.
+
+    ``role`` ("content", "style") prefixes error messages, so the user knows which file failed.
+    """
+    try:
+        return _read_image(Path(path), long_side, max_pixels)
+    except ImageError as e:
+        if role:
+            raise ImageError(f"{role} {e}") from None
+        raise
+
+
+def _read_image(path: Path, long_side: int | None, max_pixels: int) -> LoadedImage:
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if not path.is_file():
@@ -174,11 +205,23 @@ def read_image(path: str | os.PathLike, long_side: int | None = None,
     return LoadedImage(rgb, alpha)
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Fail before any compute: known format, existing writable folder, not a directory."""
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when two paths name one file (resolved links, hard links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
+    """Fail before any compute: known format, existing writable folder, not a directory, and
+    never one of the ``inputs`` (a result must not overwrite the photo it was made from)."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a directory")
+    for source in inputs:
+        if same_file(path, source):
+            raise ImageError(f"{path}: is one of the input files; choose another output path")
     if path.suffix.lower() not in WRITERS:
         raise ImageError(f"{path}: unsupported output format '{path.suffix}' (use .png, .jpg or .tif)")
     folder = path.parent if str(path.parent) else Path(".")
@@ -190,37 +233,6 @@ def check_output_path(path: str | os.PathLike) -> Path:
     except OSError as e:
         raise ImageError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
     return path
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once at import: os.umask can only be read by setting it, which must not race with the
-# batch's writer threads.
-_UMASK = _read_umask()
-
-
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Rename a finished temporary file into place with the permissions any new file gets:
-    ``mkstemp`` makes it 0600, and a result must not stay private to its writer."""
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def atomic_output(path: Path):
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent or ".")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def to_integer(chw: np.ndarray, bits: int = 8, rows: int = 512) -> np.ndarray:
@@ -247,7 +259,7 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
         peak = 255 if bits == 8 else 65535
         a = np.round(np.clip(alpha, 0, 1) * peak).astype(pixels.dtype)[..., None]
         pixels = np.concatenate([pixels, a], axis=2)
-    with atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         if fmt == "TIFF":
             import tifffile
 

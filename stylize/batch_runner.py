@@ -1,7 +1,7 @@
 """Stylize every photo of a folder with every style: what ``stylize batch`` does, from Python.
 
-    from engine.batch_runner import run_batch
-    summary = run_batch("photos", ["starry.jpg", "sketch.png"], "out", StylizeOptions(resolution="2k"))
+    from stylize.batch_runner import run_batch
+    summary = run_batch("photos", ["starry.jpg", "sketch.png"], "out", Settings(resolution="2k"))
 
 Why it is faster than a loop of ``stylize`` commands: the models load once, each style's
 statistics are computed once (they depend on the style alone) and reused for every photo,
@@ -25,11 +25,14 @@ from pathlib import Path
 from threading import Lock
 from typing import Callable
 
-from .batch_files import Pair, check_styles, find_photos, plan_pairs, remove_stale_parts
+from stylize.engine.atomic import remove_stale_parts
+
+from .batch_files import Pair, check_styles, find_photos, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
-from .files import StylizeOptions, build_stylizer
-from .imageio import ImageError, parse_resolution, read_image, write_image
-from .stylizer import Stylizer
+from .api import build_stylizer, stylize
+from .imageio import ImageError, read_image, write_image
+from .settings import Settings
+from stylize.engine.stylizer import Stylizer
 
 REPORT_NAME = "batch-report.jsonl"
 LOCK_NAME = ".stylize-batch.lock"
@@ -133,7 +136,7 @@ class StyleCache:
     """Per style: its statistics at every level, computed on first use and kept (or, with
     ``cache=False``, the style image itself, so every photo recomputes them)."""
 
-    def __init__(self, opts: StylizeOptions, cache: bool = True):
+    def __init__(self, opts: Settings, cache: bool = True):
         self.opts, self.cache = opts, cache
         self._ready: dict[Path, object] = {}
         self._errors: dict[Path, str] = {}
@@ -146,7 +149,7 @@ class StyleCache:
             return self._ready[style], 0.0
         t = time.perf_counter()
         try:
-            image = read_image(style, parse_resolution(self.opts.style_resolution), self.opts.max_pixels).rgb
+            image = read_image(style, self.opts.style_px, self.opts.max_pixels).rgb
             self._ready[style] = stylizer.style_statistics(image) if self.cache else image
         except Exception as e:
             self._errors[style] = f"style {style}: {failure_reason(e, style)}"
@@ -212,11 +215,11 @@ class Batch:
     """A planned batch: ``pairs`` (all), ``pending`` (to compute), ``skipped`` (already complete)."""
 
     def __init__(self, photos_dir: str | os.PathLike, styles: list, out_dir: str | os.PathLike,
-                 opts: StylizeOptions | None = None, *, fmt: str = "png", overwrite: bool = False,
+                 opts: Settings | None = None, *, fmt: str = "png", overwrite: bool = False,
                  report_path: str | os.PathLike | None = None, cache_style: bool = True, overlap_io: bool = True,
                  stylizer: Stylizer | None = None):
         self.photos_dir, self.out_dir = Path(photos_dir), Path(out_dir)
-        self.opts = opts or StylizeOptions()
+        self.opts = opts or Settings()
         if not self.photos_dir.is_dir():
             raise ImageError(f"{self.photos_dir}: not a folder")
         if self.out_dir.resolve() == self.photos_dir.resolve():
@@ -265,8 +268,7 @@ class Batch:
         return list(groups.values())
 
     def _read(self, group: list[Pair]):
-        return read_image(self.photos_dir / group[0].photo, parse_resolution(self.opts.resolution),
-                          self.opts.max_pixels)
+        return read_image(self.photos_dir / group[0].photo, self.opts.output_px, self.opts.max_pixels)
 
     def _save(self, report: Report):
         def save(job: _Job) -> None:
@@ -309,8 +311,7 @@ class Batch:
                         last = i == len(group) - 1
                         content = image.rgb if last else image.rgb.copy()
                         t = time.perf_counter()
-                        rgb = stylizer.stylize(content, style, alpha=self.opts.alpha, transform=self.opts.transform,
-                                               consume_content=True)
+                        rgb = stylize(content, style, self.opts, stylizer=stylizer, consume_content=True).image
                         result.compute_seconds = time.perf_counter() - t
                         del content
                     except Exception as e:
@@ -336,7 +337,7 @@ class Batch:
 
 
 def run_batch(photos_dir: str | os.PathLike, styles: list, out_dir: str | os.PathLike,
-              opts: StylizeOptions | None = None, **kwargs) -> BatchSummary:
+              opts: Settings | None = None, **kwargs) -> BatchSummary:
     """Plan and run a batch (see :class:`Batch` for the keyword options)."""
     on_result = kwargs.pop("on_result", None)
     return Batch(photos_dir, styles, out_dir, opts, **kwargs).run(on_result=on_result)

@@ -28,13 +28,12 @@ def export(
     quiet: bool = typer.Option(False, "-q", "--quiet"),
 ):
     """Write each level's encoder and decoder as ONNX (dynamic height and width) with metadata."""
-    from engine.cli import user_errors
+    from stylize.export.onnx_export import export_model
+
+    from .cli_options import user_errors
+    from .settings import parse_levels
 
     with user_errors():
-        from engine.files import parse_levels
-
-        from .onnx_export import export_model
-
         chosen = parse_levels(levels) if levels else None
         files = export_model(model, output, levels=chosen, weights_dir=weights_dir,
                              precision="fp16" if half else "fp32", padding=padding, opset=opset, verify=verify)

@@ -1,0 +1,158 @@
+"""Every option of a stylization, declared once, typed, and validated when it is made.
+
+:class:`Settings` is what the Python API takes and what the command line builds: each field
+carries its command-line flag and help (``cli``), so ``stylize`` and ``stylize batch`` get the
+same options from this one declaration (:func:`stylize.cli_options.with_settings`). Values are
+normalised here (``"8k"`` → 7680, ``"5,4,3"`` → (5, 4, 3), ``"2G"`` → bytes) and checked before
+any file is read or any model loaded, so a bad option is one line, never a wasted decode.
+
+Adding an option is one field here, plus its use where it acts.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from stylize.engine.errors import UserError
+from stylize.engine.memory import parse_size
+from stylize.engine.stroke_scale import AUTO, WORKING_LONG_SIDE, parse_stroke_scale
+from stylize.engine.wct import TRANSFORMS
+from stylize.export.registry import BACKENDS, backend_spec
+from stylize.models.zoo import FAMILIES
+
+from .imageio import DEFAULT_MAX_PIXELS, RESOLUTIONS, parse_resolution
+
+
+class SettingsError(UserError):
+    """An option value that cannot work, named with its flag."""
+
+
+def cli(flag: str, help: str, kind: type = str, **extra) -> dict:
+    """Field metadata for the command line: the flag, its help, the type typer parses."""
+    return {"cli": {"flag": flag, "help": help, "kind": kind, **extra}}
+
+
+def parse_levels(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """'5,4,3,2,1' → (5, 4, 3, 2, 1); each level 1..5 at most once, applied in the order given."""
+    if isinstance(text, (tuple, list)):
+        levels = tuple(int(v) for v in text)
+    else:
+        try:
+            levels = tuple(int(v) for v in str(text).replace(" ", "").split(",") if v)
+        except ValueError:
+            raise SettingsError(f"bad --levels '{text}': use a comma list such as 5,4,3,2,1") from None
+    if not levels or any(k not in range(1, 6) for k in levels) or len(set(levels)) != len(levels):
+        raise SettingsError(f"bad --levels '{text}': each of 1..5 at most once, e.g. 5,4,3,2,1")
+    return levels
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to stylize. Fields keep the user's spelling; the ``*_px``/``*_bytes`` properties and
+    ``levels`` hold the parsed values."""
+
+    resolution: str | int | None = field(default=None, metadata=cli(
+        "--res", f"output long side: {', '.join(RESOLUTIONS)} or pixels; default keeps the content's size"))
+    style_resolution: str | int | None = field(default=None, metadata=cli(
+        "--style-res", "style long side; default its own size"))
+    alpha: float = field(default=1.0, metadata=cli("--alpha", "stylization strength in [0, 1]", float))
+    levels: tuple[int, ...] | str = field(default=(5, 4, 3, 2, 1), metadata=cli(
+        "--levels", "WCT levels, coarse to fine", default_text="5,4,3,2,1"))
+    transform: str = field(default="wct", metadata=cli("--transform", f"{' or '.join(TRANSFORMS)}"))
+    stroke_scale: str = field(default=AUTO, metadata=cli(
+        "--stroke-scale", f"auto: the look of a {WORKING_LONG_SIDE}-px stylization at any size (identical to "
+        "native up to that size); native: the paper's pipeline, strokes fixed in pixels; or a factor >= 1"))
+    model: str = field(default="cd16x", metadata=cli(
+        "--model", f"{', '.join(FAMILIES)}, or a trained checkpoint file"))
+    backend: str = field(default="torch", metadata=cli(
+        "--backend", "; ".join(f"{s.name}: {s.summary}" for s in BACKENDS.values())))
+    device: str = field(default="auto", metadata=cli("--device", "auto, cpu, cuda or cuda:N"))
+    half: bool = field(default=False, metadata=cli("--half", "fp16 convolutions (CUDA); statistics stay fp64",
+                                                   bool))
+    tile: int | None = field(default=None, metadata=cli(
+        "--tile", "force tiles of N px (default: from --max-memory)", int))
+    max_memory: str | int | None = field(default=None, metadata=cli(
+        "--max-memory", "memory budget, e.g. 2G (default 2G on CPU, 80% of free GPU memory on CUDA)"))
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=cli(
+        "--max-pixels", "refuse larger inputs or outputs (pixels)", int))
+    quality: int = field(default=95, metadata=cli("--quality", "JPEG quality, 1-100", int))
+    bits: int = field(default=8, metadata=cli("--bits", "8, or 16 for TIFF output", int))
+    weights_dir: str | os.PathLike | None = field(default=None, metadata=cli(
+        "--weights-dir", "folder holding weight files (checked first)", Path))
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        set_("levels", parse_levels(self.levels))
+        self.output_px, self.style_px, self.memory_bytes  # parse now: errors before any work
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise SettingsError(f"--alpha must be in [0, 1], got {self.alpha}")
+        try:
+            set_("stroke_scale", parse_stroke_scale(self.stroke_scale))
+        except ValueError as e:
+            raise SettingsError(f"--stroke-scale: {e}") from None
+        if self.transform not in TRANSFORMS:
+            raise SettingsError(f"unknown --transform '{self.transform}': choose {', '.join(TRANSFORMS)}")
+        if str(self.model) not in FAMILIES and not Path(self.model).is_file():
+            raise SettingsError(f"unknown model '{self.model}' (--model): choose {', '.join(FAMILIES)} or a checkpoint file")
+        family = FAMILIES.get(str(self.model))
+        if family and any(k not in family.levels for k in self.levels):
+            raise SettingsError(f"model '{self.model}' has levels {family.levels}, not {self.levels}")
+        try:
+            backend_spec(self.backend).check(self.device)
+        except UserError as e:
+            raise SettingsError(f"--backend {self.backend}: {e}") from None
+        if self.half and self.device == "cpu":
+            raise SettingsError("--half needs a CUDA device: fp16 convolutions are slow or missing on CPU")
+        if self.tile is not None and self.tile < 16:
+            raise SettingsError(f"--tile must be at least 16 px, got {self.tile}")
+        if self.max_pixels < 1:
+            raise SettingsError(f"--max-pixels must be positive, got {self.max_pixels}")
+        if not 1 <= self.quality <= 100:
+            raise SettingsError(f"--quality must be in 1..100, got {self.quality}")
+        if self.bits not in (8, 16):
+            raise SettingsError(f"--bits must be 8 or 16, got {self.bits}")
+        if self.weights_dir is not None and not Path(self.weights_dir).is_dir():
+            raise SettingsError(f"--weights-dir {self.weights_dir}: not a folder")
+
+    @property
+    def output_px(self) -> int | None:
+        """Long side of the output in pixels, None to keep the content's size."""
+        return _resolution(self.resolution, "--res")
+
+    @property
+    def style_px(self) -> int | None:
+        return _resolution(self.style_resolution, "--style-res")
+
+    @property
+    def memory_bytes(self) -> int | None:
+        if self.max_memory is None:
+            return None
+        try:
+            size = parse_size(self.max_memory)
+        except ValueError as e:
+            raise SettingsError(f"--max-memory: {e}") from None
+        if size <= 0:
+            raise SettingsError(f"--max-memory must be positive, got '{self.max_memory}'")
+        return size
+
+    def check_output(self, path: Path) -> None:
+        """What depends on the output file's format, checked before any compute."""
+        if self.bits == 16 and path.suffix.lower() not in (".tif", ".tiff"):
+            raise SettingsError(f"{path}: 16-bit output needs a .tif/.tiff file")
+
+    def with_(self, **changes) -> "Settings":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def options(cls) -> list:
+        """The fields that are command-line options, in declaration order."""
+        return [f for f in fields(cls) if "cli" in f.metadata]
+
+
+def _resolution(value, flag: str) -> int | None:
+    try:
+        return parse_resolution(value)
+    except UserError as e:
+        raise SettingsError(f"{flag}: {e}") from None

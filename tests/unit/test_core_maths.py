@@ -1,0 +1,83 @@
+"""Data-free: the tile planner's invariants, streamed moments, WCT numerics, the memory plan."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stylize.engine.memory import parse_size, plan_level
+from stylize.engine.tiles import Box, plan_tiles, read_region, reflect_index
+from stylize.engine.wct import Moments, adain_affine, merge_moments, symmetric_power, tile_moments, wct_affine
+from stylize.models.zoo import get_family
+
+
+@pytest.mark.parametrize("h,w,tile,halo,align", [(64, 48, 16, 5, 1), (160, 96, 32, 23, 4), (256, 512, 100, 155, 16)])
+def test_plan_cores_partition_the_image_and_reads_are_aligned(h, w, tile, halo, align):
+    owner = np.zeros((h, w), int)
+    for t in plan_tiles(h, w, tile, halo, align):
+        owner[t.core.y0:t.core.y1, t.core.x0:t.core.x1] += 1
+        r, c = t.read, t.core
+        assert r.y0 <= c.y0 and r.x0 <= c.x0 and r.y1 >= c.y1 and r.x1 >= c.x1
+        assert all(v % align == 0 for v in (r.y0, r.x0, r.y1, r.x1, c.y0, c.x0))
+        for near, far, edge in ((c.y0 - r.y0, c.y0, 0), (r.y1 - c.y1, h - c.y1, 0),
+                                (c.x0 - r.x0, c.x0, 0), (r.x1 - c.x1, w - c.x1, 0)):
+            assert near >= min(halo, far)  # a full halo unless the image edge is nearer
+    assert (owner == 1).all()
+
+
+def test_reflect_reads_match_numpy_reflect_padding():
+    img = np.random.default_rng(0).random((3, 7, 5)).astype(np.float32)
+    padded = np.pad(img, ((0, 0), (4, 9), (3, 6)), mode="reflect")
+    assert np.array_equal(read_region(img, Box(-4, 16, -3, 11)), padded)
+    assert (reflect_index(np.arange(-3, 4), 1) == 0).all()
+
+
+def test_moments_merge_matches_fp64_over_the_whole():
+    rng = np.random.default_rng(1)
+    f = torch.from_numpy(rng.random((6, 10_000)) * 150 + 40)  # large means, as relu features
+    parts = [f[:, :3000], f[:, 3000:3001], f[:, 3001:]]
+    m = None
+    for p in parts:
+        m = merge_moments(m, tile_moments(p.float()))
+    ref = torch.cov(f)
+    assert m.n == 10_000
+    assert torch.allclose(m.mean, f.mean(1), rtol=1e-6)
+    assert torch.allclose(m.covariance(), ref, rtol=1e-4, atol=1e-3)
+
+
+def _moments(cov: torch.Tensor, mean: torch.Tensor) -> Moments:
+    return Moments(1001, mean, cov * 1000)
+
+
+def test_dead_channels_are_dropped_not_inverted():
+    rng = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 500, generator=rng, dtype=torch.float64)
+    x[2] = 0  # a dead channel: zero for every input
+    c = Moments(500, x.mean(1), (x - x.mean(1, keepdim=True)) @ (x - x.mean(1, keepdim=True)).T)
+    s = Moments(500, x.mean(1) + 1, c.m2 * 4)
+    a, b = wct_affine(c, s)
+    assert torch.isfinite(a).all() and a.abs().max() < 10
+    out = a @ x + b[:, None]
+    assert torch.allclose(out[2], torch.ones(500, dtype=torch.float64))  # the style mean, nothing amplified
+    live = [0, 1, 3]
+    assert torch.allclose(torch.cov(out[live]), s.covariance()[live][:, live], atol=1e-8)
+    ad_a, ad_b = adain_affine(c, s)
+    assert torch.isfinite(ad_a).all() and ad_a[2, 2] == 0
+
+
+def test_flat_statistics_give_zero_maps_never_nan():
+    zero = torch.zeros(3, 3, dtype=torch.float64)
+    assert (symmetric_power(zero, -0.5) == 0).all()
+    a, b = wct_affine(_moments(zero, torch.ones(3, dtype=torch.float64)),
+                      _moments(torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)))
+    assert torch.isfinite(a).all() and torch.isfinite(b).all()
+
+
+def test_memory_plan_tiles_when_the_budget_is_small():
+    g = get_family("cd16x").build(5).geometry()
+    assert plan_level(g, 4320, 7680, available=12 << 30).tile is None
+    small = plan_level(g, 4320, 7680, available=600 << 20)
+    assert small.tile and small.tile % 16 == 0 and small.cache_features
+    assert parse_size("1.5G") == 3 << 29 and parse_size("800MiB") == 800 << 20
+
+

@@ -1,0 +1,41 @@
+"""Data-free: settings are parsed and validated when made, before any file or model."""
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from stylize.settings import Settings, SettingsError, parse_levels
+
+
+def test_values_are_parsed():
+    s = Settings(resolution="8k", style_resolution="512", levels="5,3,1", max_memory="1.5G")
+    assert (s.output_px, s.style_px, s.levels, s.memory_bytes) == (7680, 512, (5, 3, 1), 3 << 29)
+    assert Settings().levels == (5, 4, 3, 2, 1) and Settings().output_px is None
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"alpha": 1.5}, "--alpha"), ({"transform": "magic"}, "transform"), ({"levels": "6,1"}, "levels"),
+    ({"levels": "3,3"}, "levels"), ({"resolution": "huge"}, "--res"), ({"max_memory": "0"}, "positive"),
+    ({"max_memory": "lots"}, "--max-memory"), ({"model": "nope"}, "unknown model"),
+    ({"backend": "tflite"}, "unknown backend"), ({"tile": 4}, "--tile"), ({"max_pixels": 0}, "--max-pixels"),
+    ({"quality": 0}, "--quality"), ({"bits": 12}, "--bits"), ({"weights_dir": "/no/such/folder"}, "not a folder"),
+    ({"half": True, "device": "cpu"}, "half"),
+])
+def test_bad_values_are_one_line_errors(kwargs, message):
+    with pytest.raises(SettingsError, match=message) as e:
+        Settings(**kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_levels_parse():
+    assert parse_levels("5, 4") == (5, 4) and parse_levels((2, 1)) == (2, 1)
+
+
+def test_settings_do_not_change_pillow_globally(tmp_path):
+    """Reading an image must not switch off Pillow's decompression-bomb limit for the process."""
+    from stylize.imageio import read_image
+
+    before = Image.MAX_IMAGE_PIXELS
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
+    read_image(tmp_path / "a.png")
+    assert Image.MAX_IMAGE_PIXELS == before
