@@ -25,7 +25,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python -m bench --res 1k,2k,4k --out out/bench
+	$(BIN)/python -m stylize.bench --res 1k,2k,4k --out out/bench
 
 clean:
 	rm -rf $(VENV) out

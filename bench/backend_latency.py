@@ -1,6 +1,6 @@
 """Latency of the torch and onnxruntime backends on this machine: per level, and a 2k image.
 
-``python -m bench.backend_latency --out DIR`` writes ``backend_latency.json`` and
+``python -m stylize.bench.backend_latency --out DIR`` writes ``backend_latency.json`` and
 ``backend_latency.md``. Both backends get the same thread count and the same engine (tile
 plan, statistics, transform): only encode/decode differ, which is what a deployment chooses.
 
@@ -101,7 +101,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.backend_latency", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stylize.bench.backend_latency", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the JSON and markdown reports")
     parser.add_argument("--tile", type=int, default=512, help="tile side for the per-level latency")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per level (after one warm-up)")

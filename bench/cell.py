@@ -1,6 +1,6 @@
 """One benchmark cell, run as its own child process by :mod:`bench.suite`.
 
-    python -m bench.cell --json SPEC [--result FILE]
+    python -m stylize.bench.cell --json SPEC [--result FILE]
 
 A fresh process per cell is what makes the numbers honest: peak RSS (read by the parent
 with ``wait4``) and peak GPU memory belong to this one setting and nothing run before it,

@@ -1,6 +1,6 @@
-"""``stylize bench`` and ``python -m bench``: one command, the same options, one function.
+"""``stylize bench`` and ``python -m stylize.bench``: one command, the same options, one function.
 
-    python -m bench --res 1k,2k,4k --out out/bench
+    python -m stylize.bench --res 1k,2k,4k --out out/bench
     stylize bench --res 1k,2k --models cd16x,vgg19 --backends torch --modes whole --devices cpu
 
 Each axis is a comma list; see --help. The options map one to one onto
@@ -22,7 +22,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 def _command_line(ctx: typer.Context) -> str:
     """The command as the user typed it (options given on the command line, in a canonical
     order), without the interpreter's path, so results files name no path of this machine."""
-    words = [ctx.find_root().info_name or "python -m bench"]
+    words = [ctx.find_root().info_name or "python -m stylize.bench"]
     for p in ctx.command.params:
         source = ctx.get_parameter_source(p.name)
         if source is None or source.name != "COMMANDLINE":

@@ -19,30 +19,27 @@ Image.MAX_IMAGE_PIXELS = None  # a script of its own: it opens our own 16K outpu
 CROPS = ((0.5, 0.5), (0.28, 0.62))  # centres, as fractions of (width, height)
 
 
-def contact_sheet(a: Path, b: Path, out: Path, labels: tuple[str, str] = ("A", "B"), view: int = 1280,
-                  crop: int = 640) -> Path:
+def contact_sheet(a: Path, b: Path, out: Path, labels: tuple[str, str] = ("A", "B"), view: int = 1280) -> Path:
+    """Rows: both frames downscaled to ``view`` px wide, then for each crop centre a 1:1 crop of
+    ``view`` x ``view/2`` pixels of each image."""
     ims = [Image.open(p).convert("RGB") for p in (a, b)]
     w, h = ims[0].size
     vh = round(view * h / w)
     rows = [[im.resize((view, vh), Image.LANCZOS) for im in ims]]
+    ch = view // 2
     for fx, fy in CROPS:
-        x0, y0 = int(fx * w - crop / 2), int(fy * h - crop / 2)
-        box = (x0, y0, x0 + crop, y0 + crop)
-        rows.append([im.crop(box).resize((view // 2, view // 2), Image.NEAREST) if crop != view // 2
-                     else im.crop(box) for im in ims])
+        x0, y0 = int(fx * w - view / 2), int(fy * h - ch / 2)
+        rows.append([im.crop((x0, y0, x0 + view, y0 + ch)) for im in ims])
     pad = 32
-    sheet_h = pad + vh + pad + len(CROPS) * (view // 2 + pad)
-    sheet = Image.new("RGB", (2 * view + pad, sheet_h), "white")
+    sheet = Image.new("RGB", (2 * view + pad, pad + sum(r[0].size[1] + pad for r in rows)), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, label in enumerate(labels):
-        draw.text((i * (view + pad) + 4, 8), f"{label}: whole frame, downscaled", fill="black")
     y = pad
     for r, row in enumerate(rows):
         for i, tile in enumerate(row):
             sheet.paste(tile, (i * (view + pad), y))
-            if r:
-                draw.text((i * (view + pad) + 4, y - 14), f"{labels[i]}: 1:1 crop {crop}px at "
-                          f"({CROPS[r - 1][0]:.2f}, {CROPS[r - 1][1]:.2f}) of the frame", fill="black")
+            what = "whole frame, downscaled" if r == 0 else \
+                f"1:1 crop at ({CROPS[r - 1][0]:.2f}, {CROPS[r - 1][1]:.2f}) of the frame"
+            draw.text((i * (view + pad) + 4, y - 14), f"{labels[i]}: {what}", fill="black")
         y += row[0].size[1] + pad
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, quality=90)

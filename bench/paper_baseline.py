@@ -5,7 +5,7 @@ to fp64, covariance over all pixels, ``torch.svd`` on the CPU, drop singular val
 1e-100, whiten, colour, blend, cast to fp32 and decode. Same weights as the engine, so any
 difference in time or memory is the engine's doing. Not used by the product.
 
-    python -m bench.paper_baseline CONTENT STYLE -o OUT.png [--res 4k] [--device cpu]
+    python -m stylize.bench.paper_baseline CONTENT STYLE -o OUT.png [--res 4k] [--device cpu]
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Real training runs of the training module, and what the students are worth.
 
-    python bench/train_report.py train OUT     # distil (about 12 minutes on a 2-core CPU)
-    python bench/train_report.py evaluate OUT  # PSNR, size, speed, stylizations -> OUT/report.json
+    python -m stylize.bench.train_report train OUT     # distil (about 12 minutes on a 2-core CPU)
+    python -m stylize.bench.train_report evaluate OUT  # PSNR, size, speed, stylizations -> OUT/report.json
 
 ``train`` runs two students on crops of ``../shared/images`` (a few images held out):
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -27,15 +26,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from stylize.api import stylize
+from stylize.bench.measure import psnr_db
+from stylize.models.training import RandomCrops, TrainConfig, fit, list_images, make_task, merge_models
+from stylize.models.training.loop import curve_path, write_curve
+from stylize.models.zoo import load_levels
+from stylize.settings import Settings
 
-from stylize.bench.measure import psnr_db  # noqa: E402
-from stylize.api import stylize  # noqa: E402
-from stylize.models.training import RandomCrops, TrainConfig, fit, list_images, make_task, merge_models  # noqa: E402
-from stylize.models.training.loop import curve_path, write_curve  # noqa: E402
-from stylize.models.zoo import load_levels  # noqa: E402
-from stylize.settings import Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SHARED = Path(os.environ.get("STYLIZE_SHARED", ROOT.parent / "shared")).resolve()
 HELD_OUT = ["content/golden_gate.jpg", "content/lenna.jpg", "content/sailboat.jpg", "style/woman_with_hat_matisse.jpg"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REFERENCE, REFERENCE_CASES, load_rgb, psnr, to_uint8
+from conftest import REFERENCE, REFERENCE_CASES, SHARED, load_rgb, psnr, to_uint8
 
 
 @pytest.mark.parametrize("tile", [None, 256], ids=["whole", "tile256"])
@@ -33,3 +33,25 @@ def test_paper_baseline_reproduces_reference(measured):
     got = psnr(to_uint8(out), expected)
     measured(f"{got:.2f} dB")
     assert got >= 45.0
+
+
+@pytest.mark.parametrize("tile", [None, 256], ids=["whole", "tile256"])
+def test_style_of_any_size_matches_the_paper(cd16x, tile, measured):
+    """A style whose sides are not multiples of 16 (933x700): its statistics must come from
+    exactly the features the paper's whole-image pass has (floor pooling drops trailing rows),
+    not from a reflect-padded copy. Expected output: the paper-pipeline baseline on the same pair."""
+    from stylize.bench.paper_baseline import paper_stylize
+    from stylize.imageio import read_image
+
+    content = load_rgb(REFERENCE / "face_x_matisse.content.png")
+    style = read_image(SHARED / "images/style/brushstrokes.jpg").rgb
+    assert style.shape[1] % 16 and style.shape[2] % 16
+    expected = to_uint8(paper_stylize(content, style))
+    cd16x.tile = tile
+    try:
+        got = to_uint8(cd16x.stylize(content, style).image)
+    finally:
+        cd16x.tile = None
+    db = psnr(got, expected)
+    measured(f"{db:.2f} dB vs the paper pipeline, style 933x700")
+    assert db >= 45.0

@@ -81,3 +81,16 @@ def test_memory_plan_tiles_when_the_budget_is_small():
     assert parse_size("1.5G") == 3 << 29 and parse_size("800MiB") == 800 << 20
 
 
+
+
+def test_stroke_factor_and_split():
+    from stylize.engine.stroke_scale import parse_stroke_scale, split_levels, stroke_factor, working_size
+
+    assert stroke_factor(2160, 3840, "native") == 1.0
+    assert stroke_factor(720, 1280, "auto") == 1.0 and stroke_factor(512, 700, "auto") == 1.0
+    assert stroke_factor(4320, 7680, "auto") == 6.0 and stroke_factor(100, 100, 2) == 2.0
+    assert working_size(4320, 7680, 6.0) == (720, 1280)
+    assert split_levels((5, 4, 3, 2, 1)) == ((5, 4, 3), (2, 1)) and split_levels((2, 1)) == ((), (2, 1))
+    for bad in ("0.5", "big", float("nan")):
+        with pytest.raises(ValueError):
+            parse_stroke_scale(bad)

@@ -61,3 +61,14 @@ def test_recomputed_features_equal_cached(backend, pair, monkeypatch):
     recomputed = Stylizer(backend, tile=64, max_memory="8G").stylize(content, style)
     assert not any(p.cache_features for p in recomputed.report.plans)
     assert psnr(recomputed.image, cached.image) >= 70.0
+
+
+def test_stroke_scale_tiled_equals_whole(backend, pair):
+    """Levels 3, 2, 1 (the deep levels would see fewer pixels than channels at this size, a
+    rank-deficient covariance no real image has): level 3 at 86x102, levels 2, 1 at full size."""
+    content, style = pair
+    whole = Stylizer(backend, levels=(3, 2, 1), max_memory="8G").stylize(content, style, stroke_scale=2)
+    tiled = Stylizer(backend, levels=(3, 2, 1), tile=32, max_memory="8G").stylize(content, style, stroke_scale=2)
+    assert whole.report.working_size == (86, 102) and whole.report.stroke_factor == 2
+    assert any(p.tile for p in tiled.report.plans)
+    assert psnr(tiled.image, whole.image) >= 70.0
