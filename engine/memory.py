@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 
+from .errors import UserError
 from .geometry import LevelGeometry
 from .tiles import padded_size, round_up
 
@@ -21,6 +22,28 @@ WORKING_OVERHEAD = 1.5
 # A feature cache may take at most this share of what the tiles would otherwise get.
 CACHE_SHARE = 0.35
 MIN_TILE = 64
+
+
+class BudgetTooSmall(UserError):
+    """The memory budget cannot hold the smallest efficient tile; the message names the least
+    budget that works (the planner never silently falls to tiles that are mostly halo)."""
+
+    def __init__(self, message: str, short: float):
+        super().__init__(message)
+        self.short = short  # bytes missing from what the tiles may use
+
+
+def floor_tile(g: LevelGeometry) -> int:
+    """The smallest core side worth running: at least twice the halo, so a tile computes at
+    most (1 + 2·halo/core)² = 4x its own pixels, and at least MIN_TILE."""
+    halo = round_up(g.radius, g.stride)
+    return round_up(max(MIN_TILE, 2 * halo), g.stride)
+
+
+def floor_bytes(g: LevelGeometry) -> float:
+    """What a floor tile needs, read region included."""
+    side = floor_tile(g) + 2 * round_up(g.radius, g.stride)
+    return working_bytes(g, side, side)
 
 
 def parse_size(text: str | int | None) -> int | None:
@@ -80,8 +103,12 @@ def plan_level(g: LevelGeometry, height: int, width: int, available: float,
         room = available - (feature_bytes(g, padded) if cache else 0)
         side = (max(room, 0) / (g.peak_bytes_per_pixel * WORKING_OVERHEAD)) ** 0.5
         halo = round_up(g.radius, g.stride)
-        tile = int(side) - 2 * halo
-        tile = max(round_up(MIN_TILE, g.stride), (tile // g.stride) * g.stride)
+        tile = (int(side) - 2 * halo) // g.stride * g.stride
+        if tile < floor_tile(g):
+            short = floor_bytes(g) - available
+            raise BudgetTooSmall(f"the memory budget is {short / 2**20:.0f} MiB short for level {g.level} at "
+                                 f"{width}x{height} (its smallest efficient tile, {floor_tile(g)} px, needs "
+                                 f"{floor_bytes(g) / 2**20:.0f} MiB)", short)
     if tile >= max(padded):
         return LevelPlan(g.level, padded, None, True)
     return LevelPlan(g.level, padded, round_up(tile, g.stride), cache)

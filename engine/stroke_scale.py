@@ -30,12 +30,15 @@ engine, so tiled ``auto`` equals whole-image ``auto`` just as for ``native``.
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+from .resample import resize_strips, resized_strips
+from .store import Store, read_rows
 
 # The screen size whose look ``auto`` keeps: the long side at which the paper's models give
 # a painting (and the size of the screen-size reference in the bench measure).
 WORKING_LONG_SIDE = 1280
 FINE_LEVELS = (2, 1)  # run at full resolution; every other level runs at the working size
+KERNEL = "bicubic"  # for the working-size layers: smooth, no ringing around strokes
 NATIVE, AUTO = "native", "auto"
 
 
@@ -78,16 +81,29 @@ def working_size(height: int, width: int, factor: float) -> tuple[int, int]:
     return max(1, round(height / factor)), max(1, round(width / factor))
 
 
-def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(C, H, W) float32 → (C, h, w) float32: bicubic, antialiased when downscaling, not clamped.
+def downscale(source: Store, size: tuple[int, int]) -> np.ndarray:
+    """The content at the working size, (3, h, w) float32 in RAM (antialiased bicubic)."""
+    out = np.empty((source.shape[0], *size), np.float32)
 
-    A deterministic whole-image function (tiling never changes it); torch writes the result
-    straight into its output, so the only full-size allocation is the result itself.
+    def keep(y0: int, block: np.ndarray) -> None:
+        out[:, y0:y0 + block.shape[1]] = block
+
+    resize_strips(lambda a, b: read_rows(source, a, b), source.shape[1:], size, keep, KERNEL)
+    return out
+
+
+def compose_base(source: Store, small: np.ndarray, painted: np.ndarray, base: Store, strip: int = 64) -> None:
+    """base = clip(source - up(small) + up(painted), 0, 1), strip by strip.
+
+    ``source - up(small)`` is the photo's own high frequencies (what the downscale removed);
+    ``up(painted)`` is the coarse levels' painting at full size. ``base`` may be ``source``
+    itself: each strip reads only its own rows before writing them.
     """
-    if tuple(size) == image.shape[1:]:
-        return image.copy()
-    src = torch.from_numpy(np.ascontiguousarray(image))[None]
-    down = size[0] <= image.shape[1] and size[1] <= image.shape[2]
-    out = torch.nn.functional.interpolate(src, size=tuple(size), mode="bicubic", antialias=down,
-                                          align_corners=False)
-    return out[0].numpy()
+    _, h, w = source.shape
+    ups = [resized_strips(layer, (h, w), KERNEL, strip) for layer in (small, painted)]
+    for (y0, blur), (_, paint) in zip(*ups):
+        block = read_rows(source, y0, y0 + blur.shape[1])
+        block -= blur
+        block += paint
+        np.clip(block, 0.0, 1.0, out=block)
+        base.write(y0, 0, block)

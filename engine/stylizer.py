@@ -10,8 +10,10 @@ Per level (5 → 1 by default) the engine makes two passes over the image:
 
 With exact global statistics, aligned origins and halos ≥ receptive field, the tiled
 result equals the whole-image result; whole-image mode is the same code with one tile.
-Images travel as (3, H, W) float32 numpy arrays in [0, 1]; levels write into a second
-buffer and swap, so peak host memory is two (or three) image buffers plus the tile budget.
+Images between levels live in stores (:mod:`stylize.engine.store`): (3, H, W) float32 arrays
+in RAM, or scratch files read and written box by box when they do not fit the budget. Levels
+write into a second store and swap, so peak RAM is the tiles and caches the planner allows,
+plus two or three image buffers only when those are in RAM.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ import numpy as np
 import torch
 
 from .backend import Backend
-from .memory import DEFAULT_CPU_BUDGET, LevelPlan, current_rss, parse_size, plan_level
-from .stroke_scale import NATIVE, resize, split_levels, stroke_factor, working_size
-from .tiles import Box, plan_tiles, read_region, tiled_map
+from .memory import DEFAULT_CPU_BUDGET, BudgetTooSmall, LevelPlan, current_rss, parse_size, plan_level
+from .stroke_scale import NATIVE, compose_base, downscale, split_levels, stroke_factor, working_size
+from .store import RamStore, Store, StoreFactory
+from .tiles import Box, plan_tiles, tiled_map
 from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, tile_moments
 
 # progress(level, phase, done, total): phase is "style", "stats" or "render".
@@ -44,10 +47,13 @@ class RunReport:
 
 @dataclass
 class Stylized:
-    """A result and how it was made: ``image`` is (3, H, W) float32 in [0, 1]."""
+    """A result and how it was made. ``image`` is (3, H, W) float32 in [0, 1] when the content
+    was an array; for a store input the result is ``store`` (values not yet clamped: writers
+    clamp as they encode) and ``image`` is its array when that store is in RAM."""
 
-    image: np.ndarray
+    image: np.ndarray | None
     report: RunReport
+    store: Store | None = None
 
 
 class Stylizer:
@@ -72,23 +78,37 @@ class Stylizer:
         self.rel_eps = rel_eps
 
     # ----------------------------------------------------------------------------- planning
+    def _budget(self) -> float:
+        if self.backend.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.backend.device)
+            return self.max_memory or free
+        return self.max_memory or DEFAULT_CPU_BUDGET
+
     def _available(self, image_bytes: int) -> float:
         """Bytes the tiles (and caches) of one level may use."""
         if self.backend.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.backend.device)
-            return 0.8 * (self.max_memory or free)
-        budget = self.max_memory or DEFAULT_CPU_BUDGET
-        return budget - current_rss() - image_bytes
+            return 0.8 * self._budget()
+        return self._budget() - current_rss() - image_bytes
 
     def plan(self, height: int, width: int, extra_buffers: int = 1,
              levels: tuple[int, ...] | None = None) -> list[LevelPlan]:
-        """The per-level plan for an image, given how many more image buffers it needs."""
+        """The per-level plan for an image, given how many more image buffers in RAM it needs."""
         available = self._available(extra_buffers * 3 * height * width * 4)
-        return [plan_level(self.backend.geometry(k), height, width, available, self.tile)
-                for k in (self.levels if levels is None else levels)]
+        return self._plan_levels(height, width, available, self.tile, self.levels if levels is None else levels)
+
+    def _plan_levels(self, height: int, width: int, available: float, tile: int | None,
+                     levels: tuple[int, ...]) -> list[LevelPlan]:
+        try:
+            return [plan_level(self.backend.geometry(k), height, width, available, tile) for k in levels]
+        except BudgetTooSmall as e:
+            budget = self._budget()
+            least = budget + e.short
+            raise BudgetTooSmall(f"--max-memory {budget / 2**30:.2f} GiB is too small: {e}; the least budget that "
+                                 f"works here is {-(-least // 2**20)} MiB (e.g. --max-memory "
+                                 f"{-(-least // 2**20)}M)", e.short) from None
 
     # ----------------------------------------------------------------------------- passes
-    def _moments(self, level: int, image: np.ndarray, plan: LevelPlan, progress: Progress | None,
+    def _moments(self, level: int, image: Store, plan: LevelPlan, progress: Progress | None,
                  phase: str, cache: torch.Tensor | None = None, valid: tuple[int, int] | None = None) -> Moments:
         """Moments of the level's features over the image; ``valid`` limits them to the
         top-left (rows, cols) of the feature grid (the features a whole-image pass has)."""
@@ -110,9 +130,9 @@ class Stylizer:
                 progress(level, phase, i + 1, len(tiles))
         return moments
 
-    def _reader(self, image: np.ndarray) -> Callable[[Box], torch.Tensor]:
+    def _reader(self, image: Store) -> Callable[[Box], torch.Tensor]:
         device = self.backend.device
-        return lambda box: torch.from_numpy(read_region(image, box))[None].to(device)
+        return lambda box: torch.from_numpy(image.read(box))[None].to(device)
 
     def style_statistics(self, style: np.ndarray, progress: Progress | None = None) -> StyleStats:
         """Per-level style moments: they depend on the style alone, so batches reuse them.
@@ -125,75 +145,88 @@ class Stylizer:
         """
         _, h, w = style.shape
         stats = {}
-        available = self._available(0)  # a forced --tile is for the content: a style that fits is whole
-        for p in (plan_level(self.backend.geometry(k), h, w, available) for k in self.levels):
+        # A forced --tile is for the content: a style that fits is encoded whole.
+        for p in self._plan_levels(h, w, self._available(0), None, self.levels):
             g = self.backend.geometry(p.level)
             valid = (h // g.stride, w // g.stride)
             if min(valid) < 2:  # too small to reflect-pad at the deepest layer: use the padded image
-                stats[p.level] = self._moments(p.level, style, p, progress, "style")
+                stats[p.level] = self._moments(p.level, RamStore(style), p, progress, "style")
             elif p.tile is None:
                 f = self.backend.encode(p.level, torch.from_numpy(np.ascontiguousarray(style))[None])
                 stats[p.level] = tile_moments(f)
                 if progress:
                     progress(p.level, "style", 1, 1)
             else:
-                stats[p.level] = self._moments(p.level, style, p, progress, "style", valid=valid)
+                stats[p.level] = self._moments(p.level, RamStore(style), p, progress, "style", valid=valid)
         return {k: m.to("cpu") for k, m in stats.items()}
 
-    def stylize(self, content: np.ndarray, style: np.ndarray | StyleStats, *, alpha: float = 1.0,
+    def stylize(self, content: np.ndarray | Store, style: np.ndarray | StyleStats, *, alpha: float = 1.0,
                 transform: str = "wct", stroke_scale: str | float = NATIVE, progress: Progress | None = None,
-                consume_content: bool = False) -> Stylized:
-        """Stylize a (3, H, W) float32 image in [0, 1]; the result's image is (3, H, W) float32, clamped.
+                consume_content: bool = False, stores: StoreFactory | None = None) -> Stylized:
+        """Stylize a (3, H, W) float32 image in [0, 1] (an array, or a store for images that do
+        not fit in RAM); see :class:`Stylized` for the result.
 
         ``style`` is an image or the output of :meth:`style_statistics`. ``stroke_scale`` is
         ``native`` (the paper's pipeline), ``auto`` (the look of a screen-size stylization at
         any size) or a factor ≥ 1: see :mod:`stylize.engine.stroke_scale`. With
-        ``consume_content`` the content buffer is reused for intermediate levels.
+        ``consume_content`` the content buffer is reused for intermediate levels. ``stores``
+        makes the intermediate images (default: arrays in RAM).
         """
         if transform not in TRANSFORMS:
             raise ValueError(f"unknown transform '{transform}': choose {', '.join(TRANSFORMS)}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        stores = stores or StoreFactory()
+        source = RamStore(content) if isinstance(content, np.ndarray) else content
         style_stats = style if isinstance(style, dict) else self.style_statistics(style, progress)
-        _, h, w = content.shape
+        _, h, w = source.shape
         factor = stroke_factor(h, w, stroke_scale)
         coarse, fine = split_levels(self.levels)
+        staged = factor > 1.0 and bool(coarse)
         report = RunReport([], stroke_factor=factor)
-        run = lambda image, levels, consume: self._levels(  # noqa: E731
-            image, levels, style_stats, alpha, transform, progress, consume, report)
-        if factor > 1.0 and coarse:
-            small_hw = working_size(h, w, factor)
-            report.working_size = small_hw
-            small = resize(content, small_hw)
-            painted = resize(run(small, coarse, False), (h, w))
-            base = content if consume_content else content.copy()
-            base -= resize(small, (h, w))  # the photo's high frequencies, which the downscale removed
-            del small
-            base += painted
-            del painted
-            np.clip(base, 0.0, 1.0, out=base)
-            out = run(base, fine, True) if fine else base
+        ram = 0 if stores.on_disk else (1 if consume_content else 2)  # image buffers the levels add in RAM
+        if staged:
+            report.working_size = working_size(h, w, factor)
+            plans = (self.plan(*report.working_size, 2, coarse), self.plan(h, w, ram, fine) if fine else [])
         else:
-            out = run(content, self.levels, consume_content)
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-        return Stylized(np.clip(out, 0.0, 1.0, out=out), report)
+            plans = (self.plan(h, w, ram),)
+        report.plans = [p for stage in plans for p in stage]  # all planned before any compute
 
-    def _levels(self, content: np.ndarray, levels: tuple[int, ...], style_stats: StyleStats, alpha: float,
-                transform: str, progress: Progress | None, consume_content: bool, report: RunReport) -> np.ndarray:
-        """Run ``levels`` in order on ``content``; returns the last level's output buffer."""
-        _, h, w = content.shape
-        plans = self.plan(h, w, extra_buffers=1 if consume_content else 2, levels=levels)
-        report.plans += plans
-        src, dst, spare = content, np.empty_like(content), content if consume_content else None
+        def run(image: Store, stage: list[LevelPlan], consume: bool, make) -> Store:
+            return self._levels(image, stage, style_stats, alpha, transform, progress, consume, report, make)
+
+        if staged:
+            small = downscale(source, report.working_size)
+            painted = run(RamStore(small.copy()), plans[0], True, StoreFactory())
+            base = source if consume_content else stores(*source.shape)
+            compose_base(source, small, painted.array, base)
+            del small, painted
+            out = run(base, plans[1], True, stores) if fine else base
+        else:
+            out = run(source, plans[0], consume_content, stores)
+        if not isinstance(out, RamStore):
+            return Stylized(None, report, out)
+        image = out.array
+        np.nan_to_num(image, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        np.clip(image, 0.0, 1.0, out=image)
+        return Stylized(image, report, out)
+
+    def _levels(self, content: Store, plans: list[LevelPlan], style_stats: StyleStats, alpha: float,
+                transform: str, progress: Progress | None, consume_content: bool, report: RunReport,
+                make: StoreFactory) -> Store:
+        """Run the planned levels in order on ``content``; returns the last level's output store."""
+        shape = content.shape
+        src, dst, spare = content, make(*shape), content if consume_content else None
         for plan in plans:
             report.tiles += self._level(plan, src, dst, style_stats[plan.level], alpha, transform, progress)
             if spare is None:
-                spare = np.empty_like(content)
+                spare = make(*shape)
             src, dst = dst, (spare if src is content else src)
-        del dst, spare  # the other buffer goes now, before the caller encodes the result
+        if dst is not content:
+            dst.close()  # the other buffer goes now, before the caller encodes the result
         return src
 
-    def _level(self, plan: LevelPlan, src: np.ndarray, dst: np.ndarray, style: Moments, alpha: float,
+    def _level(self, plan: LevelPlan, src: Store, dst: Store, style: Moments, alpha: float,
                transform: str, progress: Progress | None) -> int:
         level, g, be = plan.level, self.backend.geometry(plan.level), self.backend
         ph, pw = plan.padded
@@ -219,7 +252,7 @@ class Stylizer:
         for i, (t, y) in enumerate(tiled_map(read, predict, tiles)):
             core = t.core.clip(h, w)
             if core.height > 0 and core.width > 0:
-                dst[:, core.y0:core.y1, core.x0:core.x1] = y[0, :, :core.height, :core.width].cpu().numpy()
+                dst.write(core.y0, core.x0, y[0, :, :core.height, :core.width].cpu().numpy())
             if progress:
                 progress(level, "render", i + 1, len(tiles))
         return len(tiles)

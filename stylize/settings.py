@@ -15,13 +15,16 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from stylize.engine.errors import UserError
-from stylize.engine.memory import parse_size
+from stylize.engine.memory import DEFAULT_CPU_BUDGET, parse_size
 from stylize.engine.stroke_scale import AUTO, WORKING_LONG_SIDE, parse_stroke_scale
 from stylize.engine.wct import TRANSFORMS
 from stylize.export.registry import BACKENDS, backend_spec
 from stylize.models.zoo import FAMILIES
 
 from .imageio import DEFAULT_MAX_PIXELS, RESOLUTIONS, parse_resolution
+
+
+STORES = ("auto", "ram", "disk")
 
 
 class SettingsError(UserError):
@@ -74,6 +77,11 @@ class Settings:
         "--tile", "force tiles of N px (default: from --max-memory)", int))
     max_memory: str | int | None = field(default=None, metadata=cli(
         "--max-memory", "memory budget, e.g. 2G (default 2G on CPU, 80% of free GPU memory on CUDA)"))
+    store: str = field(default="auto", metadata=cli(
+        "--store", "where images between levels live: auto (RAM while three of them fit in half the budget, "
+        "else scratch files), ram, or disk"))
+    scratch: str | os.PathLike | None = field(default=None, metadata=cli(
+        "--scratch", "folder for scratch files (default $STYLIZE_SCRATCH, else the system temp folder)", Path))
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=cli(
         "--max-pixels", "refuse larger inputs or outputs (pixels)", int))
     quality: int = field(default=95, metadata=cli("--quality", "JPEG quality, 1-100", int))
@@ -112,6 +120,10 @@ class Settings:
             raise SettingsError(f"--quality must be in 1..100, got {self.quality}")
         if self.bits not in (8, 16):
             raise SettingsError(f"--bits must be 8 or 16, got {self.bits}")
+        if self.store not in STORES:
+            raise SettingsError(f"--store must be one of {', '.join(STORES)}, got '{self.store}'")
+        if self.scratch is not None and not Path(self.scratch).is_dir():
+            raise SettingsError(f"--scratch {self.scratch}: not a folder")
         if self.weights_dir is not None and not Path(self.weights_dir).is_dir():
             raise SettingsError(f"--weights-dir {self.weights_dir}: not a folder")
 
@@ -135,6 +147,11 @@ class Settings:
         if size <= 0:
             raise SettingsError(f"--max-memory must be positive, got '{self.max_memory}'")
         return size
+
+    @property
+    def budget_bytes(self) -> int:
+        """The host memory budget (--max-memory, default 2 GiB)."""
+        return self.memory_bytes or DEFAULT_CPU_BUDGET
 
     def check_output(self, path: Path) -> None:
         """What depends on the output file's format, checked before any compute."""

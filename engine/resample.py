@@ -1,0 +1,114 @@
+"""Separable resampling, strip by strip, with the same result as in one piece.
+
+Resizing a 32K image cannot hold it whole, and the engine promises that where an image lives
+(RAM or a scratch file) never changes a pixel. So the weights are a property of the whole
+image (input size, output size, kernel), computed once per axis, and any band of output rows
+is ``Wy[band] @ rows @ Wxᵀ`` of the input rows it needs: a strip is exactly the rows of the
+whole-image result, whatever the strip height. Downscaling widens the kernel by the scale
+(antialiasing), as Pillow and torch's ``antialias=True`` do.
+
+Kernels: ``lanczos3`` for the image itself (as Pillow's LANCZOS), ``bicubic`` (a = -0.5,
+Keys) for stroke scale's blurred layers.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+
+def _lanczos3(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
+
+
+def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
+
+
+KERNELS = {"lanczos3": (_lanczos3, 3.0), "bicubic": (_bicubic, 2.0)}
+
+
+def axis_weights(n_in: int, n_out: int, kernel: str = "lanczos3") -> tuple[np.ndarray, np.ndarray]:
+    """(first input index per output, weights (n_out, taps)) for resampling one axis.
+
+    Pixel centres map as (o + 0.5) · n_in / n_out - 0.5; taps beyond the border are dropped and
+    each row of weights renormalised to sum to one (as Pillow does).
+    """
+    fn, support = KERNELS[kernel]
+    scale = n_in / n_out
+    stretch = max(scale, 1.0)  # antialias: widen the kernel when shrinking
+    radius = support * stretch
+    taps = int(np.ceil(2 * radius)) + 1
+    centre = (np.arange(n_out) + 0.5) * scale - 0.5
+    first = np.floor(centre - radius).astype(np.int64) + 1
+    idx = first[:, None] + np.arange(taps)[None, :]
+    w = fn((idx - centre[:, None]) / stretch)
+    w[(idx < 0) | (idx >= n_in)] = 0.0  # taps past the border are dropped and the rest renormalised
+    w /= w.sum(axis=1, keepdims=True)
+    lo = np.clip(first, 0, n_in - 1)
+    rel = np.clip(idx, 0, n_in - 1) - lo[:, None]
+    width = int(rel.max()) + 1
+    dense = np.zeros((n_out, width), np.float64)
+    np.add.at(dense, (np.repeat(np.arange(n_out), taps), rel.ravel()), w.ravel())
+    return lo, dense.astype(np.float32)
+
+
+def _apply(block: np.ndarray, lo: np.ndarray, w: np.ndarray, axis: int, origin: int = 0) -> np.ndarray:
+    """Resample ``block`` along ``axis`` (whose index ``origin`` is input index 0 of the block)."""
+    out = None
+    for k in range(w.shape[1]):
+        idx = np.clip(lo + k - origin, 0, block.shape[axis] - 1)
+        term = np.take(block, idx, axis=axis)
+        shape = [1] * block.ndim
+        shape[axis] = -1
+        term *= w[:, k].reshape(shape)
+        out = term if out is None else out.__iadd__(term)
+    return out
+
+
+def resized_strips(image: np.ndarray, out_hw: tuple[int, int], kernel: str = "lanczos3",
+                   strip: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(y0, rows)`` of an in-RAM (C, H, W) image resized to ``out_hw``, strip by strip."""
+    yield from _strips(lambda a, b: image[:, a:b], image.shape[1:], out_hw, kernel, strip)
+
+
+def resize_strips(read_rows: Callable[[int, int], np.ndarray], in_hw: tuple[int, int], out_hw: tuple[int, int],
+                  write_rows: Callable[[int, np.ndarray], None], kernel: str = "lanczos3", strip: int = 64) -> None:
+    """Resize a (C, H, W) image read by rows into one written by rows, ``strip`` rows at a time.
+
+    ``read_rows(y0, y1)`` returns input rows ``y0:y1`` as (C, y1 - y0, W_in) float32;
+    ``write_rows(y0, block)`` receives output rows as (C, rows, W_out) float32.
+    """
+    for y0, block in _strips(read_rows, in_hw, out_hw, kernel, strip):
+        write_rows(y0, block)
+
+
+def _strips(read_rows, in_hw, out_hw, kernel: str, strip: int) -> Iterator[tuple[int, np.ndarray]]:
+    (h_in, w_in), (h_out, w_out) = tuple(in_hw), tuple(out_hw)
+    ylo, wy = axis_weights(h_in, h_out, kernel)
+    xlo, wx = axis_weights(w_in, w_out, kernel)
+    for y0 in range(0, h_out, strip):
+        y1 = min(h_out, y0 + strip)
+        a = int(ylo[y0:y1].min())
+        b = min(h_in, int(ylo[y0:y1].max()) + wy.shape[1])
+        rows = np.asarray(read_rows(a, b), dtype=np.float32)
+        tall = _apply(rows, ylo[y0:y1], wy[y0:y1], axis=1, origin=a)
+        yield y0, _apply(tall, xlo, wx, axis=2)
+
+
+def resize(image: np.ndarray, out_hw: tuple[int, int], kernel: str = "lanczos3") -> np.ndarray:
+    """(C, H, W) → (C, h, w) float32, in RAM: the same pixels as any strip-wise resize."""
+    c, h, w = image.shape
+    if (h, w) == tuple(out_hw):
+        return image.astype(np.float32, copy=True)
+    out = np.empty((c, *out_hw), np.float32)
+
+    def write(y0: int, block: np.ndarray) -> None:
+        out[:, y0:y0 + block.shape[1]] = block
+
+    resize_strips(lambda a, b: image[:, a:b], (h, w), tuple(out_hw), write, kernel)
+    return out

@@ -1,0 +1,185 @@
+"""Images too large for RAM: into a store strip by strip, and out of one strip by strip.
+
+In: the file is decoded at its own size (a 4K photo is 100 MB as floats), and the resize to the
+output size, which is what makes a 16K or 32K image large, writes into the store one strip of
+rows at a time (:mod:`stylize.engine.resample`: a strip is exactly those rows of the whole
+resize). Out: PNG through a streaming encoder of our own (zlib, row by row: the format allows
+it and Pillow's encoder needs the whole image), TIFF as tiles from a generator through
+tifffile (BigTIFF past 4 GB), JPEG through Pillow, which needs the whole 8-bit image: refused
+before compute when that does not fit the budget, and past JPEG's 65,535-pixel side always.
+
+Why not libvips: it would decode and resize in constant memory too, but with its own resampler,
+so the pixels would depend on whether an image fits in RAM; here both paths use the same
+resampler and give the same pixels, and no native library is needed.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from stylize.engine.atomic import atomic_path
+from stylize.engine.resample import resize_strips
+from stylize.engine.store import Store, StoreFactory, read_rows
+
+from .imageio import BIGTIFF_THRESHOLD, WRITERS, ImageError, read_image, target_size, to_integer
+
+JPEG_MAX_SIDE = 65535
+# Scratch precision: fp16 halves the I/O and keeps 11 significant bits, far more than the
+# 8-bit output (reference pairs through the disk store: tests/test_streaming.py).
+STORE_DTYPE = np.float16
+RAM_SHARE = 0.5  # images in RAM (content and two level buffers) may take this share of the budget
+STRIP = 256  # rows per strip when encoding (a multiple of the TIFF tile side)
+TIFF_TILE = 256
+
+
+def fits_in_ram(height: int, width: int, budget: int) -> bool:
+    """Three float32 RGB images (content and the two level buffers) in a share of the budget."""
+    return 3 * 12 * height * width <= RAM_SHARE * budget
+
+
+def scratch_bytes(height: int, width: int) -> int:
+    """Scratch space a streamed run needs: three RGB stores and an alpha store."""
+    return (3 * 3 + 1) * np.dtype(STORE_DTYPE).itemsize * height * width
+
+
+def probe_size(path: str | os.PathLike, max_pixels: int, role: str | None = None) -> tuple[int, int]:
+    """(width, height) as displayed, from the header alone (EXIF rotation applied)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    prefix = f"{role} " if role else ""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tf:
+                page = tf.pages[0]
+                h, w = (page.shape[1], page.shape[2]) if page.planarconfig == 2 and len(page.shape) > 2 \
+                    else page.shape[:2]
+                return int(w), int(h)
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+            return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    except Exception:  # noqa: BLE001 - let the full reader say precisely what is wrong
+        read_image(path, None, max_pixels, role=role)  # raises the one-line ImageError
+        raise ImageError(f"{prefix}{path}: cannot read its size") from None
+
+
+def check_writable(path: Path, height: int, width: int, memory_budget: int | None) -> None:
+    """What the output format cannot do at this size, found before any compute."""
+    fmt = WRITERS.get(path.suffix.lower())
+    if fmt == "JPEG":
+        if max(height, width) > JPEG_MAX_SIDE:
+            raise ImageError(f"{path}: JPEG cannot hold {width}x{height} (sides up to {JPEG_MAX_SIDE} px); "
+                             "write .png or .tif")
+        need = height * width * 3
+        if memory_budget and need > memory_budget // 2:
+            raise ImageError(f"{path}: a {width}x{height} JPEG is encoded whole ({need / 2**30:.1f} GiB), over half "
+                             f"the memory budget; write .png or .tif (streamed), or raise --max-memory")
+
+
+def load_into_store(path: str | os.PathLike, long_side: int | None, max_pixels: int, stores: StoreFactory,
+                    role: str | None = None) -> tuple[Store, Store | None]:
+    """(RGB store, alpha store or None) of an image resized so its long side is ``long_side``."""
+    src = read_image(path, None, max_pixels, role=role)
+    h0, w0 = src.rgb.shape[1:]
+    w, h = target_size(w0, h0, long_side)
+    rgb = _fill(stores(3, h, w), src.rgb)
+    alpha = _fill(stores(1, h, w), src.alpha[None]) if src.alpha is not None else None
+    return rgb, alpha
+
+
+def _fill(store: Store, image: np.ndarray) -> Store:
+    """Resize ``image`` into ``store`` strip by strip, clamped to [0, 1] (Lanczos overshoots)."""
+    _, h, w = store.shape
+
+    def write(y0: int, block: np.ndarray) -> None:
+        store.write(y0, 0, np.clip(block, 0.0, 1.0, out=block))
+
+    if image.shape[1:] == (h, w):
+        for y0 in range(0, h, STRIP):
+            store.write(y0, 0, image[:, y0:y0 + STRIP])
+    else:
+        resize_strips(lambda a, b: image[:, a:b], image.shape[1:], (h, w), write)
+    return store
+
+
+def write_store(path: str | os.PathLike, rgb: Store, alpha: Store | None = None, *, quality: int = 95,
+                bits: int = 8) -> Path:
+    """Encode a store into ``path`` (format from the suffix), strip by strip, atomically."""
+    path = Path(path)
+    fmt = WRITERS[path.suffix.lower()]
+    _, h, w = rgb.shape
+    with atomic_path(path) as tmp:
+        strips = _pixel_strips(rgb, alpha if fmt != "JPEG" else None, bits)
+        if fmt == "PNG":
+            _write_png(tmp, w, h, 4 if alpha is not None else 3, bits, strips)
+        elif fmt == "TIFF":
+            _write_tiff(tmp, w, h, 4 if alpha is not None else 3, bits, strips)
+        else:
+            from PIL import Image
+
+            whole = np.empty((h, w, 3), np.uint8)
+            for y0, block in strips:
+                whole[y0:y0 + block.shape[0]] = block
+            Image.fromarray(whole).save(tmp, format="JPEG", quality=int(quality), subsampling=0)
+    return path
+
+
+def _pixel_strips(rgb: Store, alpha: Store | None, bits: int):
+    """(y0, (rows, W, 3 or 4) uint8/uint16) with the paper's rounding, clamped."""
+    _, h, _ = rgb.shape
+    peak = 255 if bits == 8 else 65535
+    for y0 in range(0, h, STRIP):
+        y1 = min(h, y0 + STRIP)
+        block = to_integer(read_rows(rgb, y0, y1), bits)
+        if alpha is not None:
+            a = np.round(np.clip(read_rows(alpha, y0, y1)[0], 0, 1) * peak).astype(block.dtype)[..., None]
+            block = np.concatenate([block, a], axis=2)
+        yield y0, block
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _write_png(path: Path, width: int, height: int, channels: int, bits: int, strips) -> None:
+    """A PNG written row by row: filter type 0 per row, one zlib stream over all IDAT chunks."""
+    colour = {3: 2, 4: 6}[channels]
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)))
+        z = zlib.compressobj(6)
+        for _, block in strips:
+            raw = block.astype(">u2") if bits == 16 else block
+            rows = np.concatenate([np.zeros((raw.shape[0], 1), np.uint8),
+                                   raw.reshape(raw.shape[0], -1).view(np.uint8)], axis=1)
+            data = z.compress(rows.tobytes())
+            if data:
+                f.write(_chunk(b"IDAT", data))
+        f.write(_chunk(b"IDAT", z.flush()))
+        f.write(_chunk(b"IEND", b""))
+
+
+def _write_tiff(path: Path, width: int, height: int, channels: int, bits: int, strips) -> None:
+    """Tiled TIFF from a generator of tiles, row-major; BigTIFF when it may pass 4 GB."""
+    import tifffile
+
+    dtype = np.uint8 if bits == 8 else np.uint16
+
+    def tiles():
+        for _, block in strips:
+            pad = np.zeros((TIFF_TILE, -(-width // TIFF_TILE) * TIFF_TILE, channels), dtype)
+            pad[:block.shape[0], :width] = block
+            for x0 in range(0, width, TIFF_TILE):
+                yield pad[:, x0:x0 + TIFF_TILE]
+
+    nbytes = width * height * channels * np.dtype(dtype).itemsize
+    tifffile.imwrite(path, tiles(), shape=(height, width, channels), dtype=dtype, tile=(TIFF_TILE, TIFF_TILE),
+                     photometric="rgb", bigtiff=nbytes > BIGTIFF_THRESHOLD,
+                     extrasamples=("unassalpha",) if channels == 4 else None)

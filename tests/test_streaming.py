@@ -1,0 +1,129 @@
+"""Images beyond RAM: the disk store is exact enough, its scratch files never outlive a run,
+and budgets or disks too small are one-line errors before any compute."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REFERENCE, REFERENCE_CASES, SHARED, psnr
+from stylize.api import stylize_file
+from stylize.cli import main
+from stylize.engine.errors import UserError
+from stylize.engine.store import DiskStore, RamStore
+from stylize.engine.tiles import Box
+from stylize.settings import Settings
+
+PHOTO = SHARED / "images/content/cornell.jpg"
+STYLE = SHARED / "images/style/brushstrokes.jpg"
+
+
+def run_cli(*args) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from stylize.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("tile", [None, 256], ids=["whole", "tile256"])
+@pytest.mark.parametrize("name,alpha,expected", REFERENCE_CASES, ids=[c[2].name for c in REFERENCE_CASES])
+def test_reference_pairs_through_the_disk_store(name, alpha, expected, tile, tmp_path, measured):
+    out = tmp_path / "out.png"
+    settings = Settings(store="disk", scratch=tmp_path, tile=tile, alpha=alpha, device="cpu", max_memory="8G",
+                        stroke_scale="native")
+    result = stylize_file(REFERENCE / f"{name}.content.png", REFERENCE / f"{name}.style.png", out, settings)
+    if tile:
+        assert any(p.tile == tile for p in result.report.plans), "tiled mode did not tile"
+    got = psnr(np.asarray(Image.open(out).convert("RGB")), np.asarray(Image.open(expected).convert("RGB")))
+    measured(f"{got:.2f} dB vs the paper's output, fp16 scratch files")
+    assert got >= 45.0
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"], "scratch files were left behind"
+
+
+def test_disk_store_reads_what_ram_store_reads(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 37, 53), dtype=np.float32)
+    disk = DiskStore(tmp_path, 3, 37, 53, np.float32)
+    disk.write(0, 0, image[:, :20])
+    disk.write(20, 0, image[:, 20:])
+    for box in (Box(0, 37, 0, 53), Box(-9, 12, -4, 60), Box(30, 45, 40, 53)):
+        assert np.array_equal(disk.read(box), RamStore(image).read(box))
+    disk.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_budget_below_the_floor_tile_names_the_least_budget(tmp_path):
+    code, text = run_cli(PHOTO, STYLE, "-o", tmp_path / "o.png", "--max-memory", "300M", "--store", "disk",
+                         "--scratch", tmp_path, "--stroke-scale", "native")
+    assert code == 2 and text.startswith("error: --max-memory") and "least budget that works" in text, text
+    assert len(text.strip().splitlines()) == 1
+    least = int(text.split("--max-memory ")[-1].rstrip("M)\n"))
+    code, text = run_cli(PHOTO, STYLE, "-o", tmp_path / "o.png", "--max-memory", f"{least + 64}M", "--store",
+                         "disk", "--scratch", tmp_path, "--stroke-scale", "native", "--res", "400")
+    assert code == 0, text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+
+
+def test_scratch_without_room_fails_before_compute(tmp_path, monkeypatch):
+    import stylize.engine.store as store
+
+    monkeypatch.setattr(store, "free_bytes", lambda folder: 1 << 20)
+    started = []
+    monkeypatch.setattr("stylize.engine.stylizer.Stylizer.stylize", lambda *a, **k: started.append(1))
+    code, text = run_cli(PHOTO, STYLE, "-o", tmp_path / "o.png", "--store", "disk", "--scratch", tmp_path)
+    assert code == 2 and "needs" in text and "free" in text and not started, text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_mid_run_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    real, calls = os.pwrite, []
+
+    def pwrite(fd, data, offset):
+        calls.append(1)
+        if len(calls) > 400:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    code, text = run_cli(PHOTO, STYLE, "-o", tmp_path / "o.png", "--store", "disk", "--scratch", tmp_path,
+                         "--res", "600")
+    assert code == 2 and "scratch folder" in text and "is full" in text, text
+    assert list(tmp_path.iterdir()) == [], "a partial output or scratch file was left"
+
+
+def test_jpeg_limits_are_checked_before_compute(tmp_path):
+    code, text = run_cli(PHOTO, STYLE, "-o", tmp_path / "o.jpg", "--res", "70000", "--max-pixels", "5000000000")
+    assert code == 2 and "65535" in text, text
+    with pytest.raises(UserError, match="encoded whole"):
+        from stylize.image_stream import check_writable
+
+        check_writable(tmp_path / "o.jpg", 20000, 30000, 2 << 30)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_removes_scratch_and_output(tmp_path, sig):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "STYLIZE_NO_REEXEC": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "stylize.cli", str(PHOTO), str(STYLE), "-o", str(tmp_path / "o.png"),
+                             "--store", "disk", "--scratch", str(scratch), "--res", "2000", "-q"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.glob("*.raw") for p in scratch.iterdir()):
+        time.sleep(0.05)
+    assert any(scratch.iterdir()), "the run never created its scratch files"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, err
+    assert list(scratch.iterdir()) == [], "scratch folder left behind"
+    assert not (tmp_path / "o.png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.png")], "temporary output left behind"
