@@ -29,7 +29,12 @@ def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
     return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
 
 
-KERNELS = {"lanczos3": (_lanczos3, 3.0), "bicubic": (_bicubic, 2.0)}
+def _linear(x: np.ndarray) -> np.ndarray:
+    return np.maximum(0.0, 1.0 - np.abs(x))
+
+
+# linear: no negative lobes, so masks and weights stay within [0, 1] and keep summing to one.
+KERNELS = {"lanczos3": (_lanczos3, 3.0), "bicubic": (_bicubic, 2.0), "linear": (_linear, 1.0)}
 
 
 def axis_weights(n_in: int, n_out: int, kernel: str = "lanczos3") -> tuple[np.ndarray, np.ndarray]:

@@ -17,22 +17,27 @@ plus two or three image buffers only when those are in RAM.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .backend import Backend
+from .color import MODES as COLOR_MODES
+from .color import keep_luminance_of, recolour, rgb_moments_of
 from .memory import DEFAULT_CPU_BUDGET, BudgetTooSmall, LevelPlan, current_rss, parse_size, plan_level
 from .stroke_scale import NATIVE, compose_base, downscale, split_levels, stroke_factor, working_size
+from .regions import Regions, blend_maps, weighted_moments
 from .store import RamStore, Store, StoreFactory
 from .tiles import Box, plan_tiles, tiled_map
-from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, tile_moments
+from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, mix_affine, tile_moments
 
 # progress(level, phase, done, total): phase is "style", "stats" or "render".
 Progress = Callable[[int, str, int, int], None]
 StyleStats = dict[int, Moments]
+StyleInput = np.ndarray | StyleStats  # a style image (3, H, W) or its statistics
 
 
 @dataclass
@@ -102,33 +107,41 @@ class Stylizer:
             return [plan_level(self.backend.geometry(k), height, width, available, tile) for k in levels]
         except BudgetTooSmall as e:
             budget = self._budget()
-            least = budget + e.short
+            least = math.ceil((budget + e.short) / 2**20)
             raise BudgetTooSmall(f"--max-memory {budget / 2**30:.2f} GiB is too small: {e}; the least budget that "
-                                 f"works here is {-(-least // 2**20)} MiB (e.g. --max-memory "
-                                 f"{-(-least // 2**20)}M)", e.short) from None
+                                 f"works here is {least} MiB (e.g. --max-memory {least}M)", e.short) from None
 
     # ----------------------------------------------------------------------------- passes
     def _moments(self, level: int, image: Store, plan: LevelPlan, progress: Progress | None,
-                 phase: str, cache: torch.Tensor | None = None, valid: tuple[int, int] | None = None) -> Moments:
+                 phase: str, cache: torch.Tensor | None = None, valid: tuple[int, int] | None = None,
+                 regions: Regions | None = None) -> Moments | list[Moments | None]:
         """Moments of the level's features over the image; ``valid`` limits them to the
-        top-left (rows, cols) of the feature grid (the features a whole-image pass has)."""
+        top-left (rows, cols) of the feature grid (the features a whole-image pass has).
+        With ``regions``, one weighted moment set per region (None for an empty region)."""
         g = self.backend.geometry(level)
         tiles = plan_tiles(*plan.padded, plan.tile, g.encoder_radius, g.stride)
         moments = None
+        per_region: list[Moments | None] = [None] * (len(regions.styles) if regions else 0)
         for i, (t, f) in enumerate(tiled_map(self._reader(image), lambda x: self.backend.encode(level, x),
                                              tiles, scale=1 / g.stride)):
             counted = f
             if valid is not None:
                 c = t.core.scale(1 / g.stride)
                 counted = f[..., :max(0, valid[0] - c.y0), :max(0, valid[1] - c.x0)]
-            if counted.numel():
+            if regions is not None:
+                m = regions.pooled(t.core, g.stride, counted.device)
+                for r in range(len(per_region)):
+                    part = weighted_moments(counted, m[r])
+                    if part is not None:
+                        per_region[r] = merge_moments(per_region[r], part)
+            elif counted.numel():
                 moments = merge_moments(moments, tile_moments(counted))
             if cache is not None:
                 c = t.core.scale(1 / g.stride)
                 cache[:, :, c.y0:c.y1, c.x0:c.x1] = f
             if progress:
                 progress(level, phase, i + 1, len(tiles))
-        return moments
+        return per_region if regions is not None else moments
 
     def _reader(self, image: Store) -> Callable[[Box], torch.Tensor]:
         device = self.backend.device
@@ -160,9 +173,11 @@ class Stylizer:
                 stats[p.level] = self._moments(p.level, RamStore(style), p, progress, "style", valid=valid)
         return {k: m.to("cpu") for k, m in stats.items()}
 
-    def stylize(self, content: np.ndarray | Store, style: np.ndarray | StyleStats, *, alpha: float = 1.0,
-                transform: str = "wct", stroke_scale: str | float = NATIVE, progress: Progress | None = None,
-                consume_content: bool = False, stores: StoreFactory | None = None) -> Stylized:
+    def stylize(self, content: np.ndarray | Store, style: StyleInput | Sequence[StyleInput], *, alpha: float = 1.0,
+                transform: str = "wct", stroke_scale: str | float = NATIVE,
+                style_weights: Sequence[float] | None = None, preserve_color: str = "off",
+                regions: Regions | None = None, progress: Progress | None = None, consume_content: bool = False,
+                stores: StoreFactory | None = None) -> Stylized:
         """Stylize a (3, H, W) float32 image in [0, 1] (an array, or a store for images that do
         not fit in RAM); see :class:`Stylized` for the result.
 
@@ -171,14 +186,38 @@ class Stylizer:
         any size) or a factor ≥ 1: see :mod:`stylize.engine.stroke_scale`. With
         ``consume_content`` the content buffer is reused for intermediate levels. ``stores``
         makes the intermediate images (default: arrays in RAM).
+
+        Several styles with ``style_weights`` mix: each level's map is the weighted sum of the
+        styles' maps (each is affine, so the mix is one affine map). ``preserve_color`` keeps the
+        photo's colours: ``luminance`` or ``style`` (see :mod:`stylize.engine.color`).
+        ``regions`` paints each region of a mask with its own style, or none
+        (:mod:`stylize.engine.regions`); ``style_weights`` then do not apply.
         """
         if transform not in TRANSFORMS:
             raise ValueError(f"unknown transform '{transform}': choose {', '.join(TRANSFORMS)}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if preserve_color not in COLOR_MODES:
+            raise ValueError(f"preserve_color must be one of {COLOR_MODES}, got '{preserve_color}'")
         stores = stores or StoreFactory()
         source = RamStore(content) if isinstance(content, np.ndarray) else content
-        style_stats = style if isinstance(style, dict) else self.style_statistics(style, progress)
+        styles = list(style) if isinstance(style, (list, tuple)) else [style]
+        weights = [1.0] * len(styles) if style_weights is None else [float(w) for w in style_weights]
+        if regions is not None:
+            if style_weights is not None or any(i is not None and not 0 <= i < len(styles) for i in regions.styles):
+                raise ValueError("regions pick one style each (by index into the styles); no style weights")
+            weights = [1.0] * len(styles)
+        if len(weights) != len(styles) or not sum(weights) > 0 or min(weights) < 0:
+            raise ValueError(f"{len(styles)} style(s) need as many weights >= 0 with a positive sum, got {weights}")
+        if preserve_color == "style":
+            if any(isinstance(st, dict) for st in styles):
+                raise ValueError("preserve_color='style' recolours the style image: pass images, not statistics")
+            photo = rgb_moments_of(source)
+            styles = [recolour(st, photo) for st in styles]
+        mix = [(w, st if isinstance(st, dict) else self.style_statistics(st, progress))
+               for w, st in zip(weights, styles) if w > 0 or regions is not None]
+        keep = preserve_color == "luminance"
+        consume_content = consume_content and not keep  # the photo's chroma is needed at the end
         _, h, w = source.shape
         factor = stroke_factor(h, w, stroke_scale)
         coarse, fine = split_levels(self.levels)
@@ -192,18 +231,22 @@ class Stylizer:
             plans = (self.plan(h, w, ram),)
         report.plans = [p for stage in plans for p in stage]  # all planned before any compute
 
-        def run(image: Store, stage: list[LevelPlan], consume: bool, make) -> Store:
-            return self._levels(image, stage, style_stats, alpha, transform, progress, consume, report, make)
+        def run(image: Store, stage: list[LevelPlan], consume: bool, make, where: Regions | None) -> Store:
+            return self._levels(image, stage, mix, alpha, transform, progress, consume, report, make, where)
 
         if staged:
             small = downscale(source, report.working_size)
-            painted = run(RamStore(small.copy()), plans[0], True, StoreFactory())
+            small_regions = regions and Regions(RamStore(downscale(regions.weights, report.working_size, "linear")),
+                                                regions.styles)
+            painted = run(RamStore(small.copy()), plans[0], True, StoreFactory(), small_regions)
             base = source if consume_content else stores(*source.shape)
             compose_base(source, small, painted.array, base)
             del small, painted
-            out = run(base, plans[1], True, stores) if fine else base
+            out = run(base, plans[1], True, stores, regions) if fine else base
         else:
-            out = run(source, plans[0], consume_content, stores)
+            out = run(source, plans[0], consume_content, stores, regions)
+        if keep:
+            keep_luminance_of(out, source)
         if not isinstance(out, RamStore):
             return Stylized(None, report, out)
         image = out.array
@@ -211,14 +254,15 @@ class Stylizer:
         np.clip(image, 0.0, 1.0, out=image)
         return Stylized(image, report, out)
 
-    def _levels(self, content: Store, plans: list[LevelPlan], style_stats: StyleStats, alpha: float,
+    def _levels(self, content: Store, plans: list[LevelPlan], mix: list[tuple[float, StyleStats]], alpha: float,
                 transform: str, progress: Progress | None, consume_content: bool, report: RunReport,
-                make: StoreFactory) -> Store:
+                make: StoreFactory, regions: Regions | None = None) -> Store:
         """Run the planned levels in order on ``content``; returns the last level's output store."""
         shape = content.shape
         src, dst, spare = content, make(*shape), content if consume_content else None
         for plan in plans:
-            report.tiles += self._level(plan, src, dst, style_stats[plan.level], alpha, transform, progress)
+            styles = [(w, stats[plan.level]) for w, stats in mix]
+            report.tiles += self._level(plan, src, dst, styles, alpha, transform, progress, regions)
             if spare is None:
                 spare = make(*shape)
             src, dst = dst, (spare if src is content else src)
@@ -226,27 +270,26 @@ class Stylizer:
             dst.close()  # the other buffer goes now, before the caller encodes the result
         return src
 
-    def _level(self, plan: LevelPlan, src: Store, dst: Store, style: Moments, alpha: float,
-               transform: str, progress: Progress | None) -> int:
+    def _level(self, plan: LevelPlan, src: Store, dst: Store, styles: list[tuple[float, Moments]], alpha: float,
+               transform: str, progress: Progress | None, regions: Regions | None = None) -> int:
         level, g, be = plan.level, self.backend.geometry(plan.level), self.backend
         ph, pw = plan.padded
         cache = None
         if plan.cache_features:
             where = be.device if plan.tile is None else "cpu"
             cache = torch.empty((1, g.channels, ph // g.stride, pw // g.stride), device=where)
-        content = self._moments(level, src, plan, progress, "stats", cache)
-        a, b = TRANSFORMS[transform](content, style, alpha, self.rel_eps)
-        a, b = a.float(), b.float()
-
+        content = self._moments(level, src, plan, progress, "stats", cache, regions=regions)
+        apply = self._painter(level, content, styles, alpha, transform, regions)
         if cache is not None:
             halo = g.decoder_radius
-            read = lambda box: cache[:, :, box.y0 // g.stride:box.y1 // g.stride,  # noqa: E731
-                                     box.x0 // g.stride:box.x1 // g.stride]
-            predict = lambda f: be.decode(level, be.transform(level, f, a, b))  # noqa: E731
+            read = lambda box: (cache[:, :, box.y0 // g.stride:box.y1 // g.stride,  # noqa: E731
+                                      box.x0 // g.stride:box.x1 // g.stride], box)
+            predict = lambda fb: be.decode(level, apply(*fb))  # noqa: E731
         else:
             halo = g.radius
-            read = self._reader(src)
-            predict = lambda x: be.decode(level, be.transform(level, be.encode(level, x), a, b))  # noqa: E731
+            image = self._reader(src)
+            read = lambda box: (image(box), box)  # noqa: E731
+            predict = lambda xb: be.decode(level, apply(be.encode(level, xb[0]), xb[1]))  # noqa: E731
         tiles = plan_tiles(ph, pw, plan.tile, halo, g.stride)
         _, h, w = dst.shape
         for i, (t, y) in enumerate(tiled_map(read, predict, tiles)):
@@ -256,3 +299,21 @@ class Stylizer:
             if progress:
                 progress(level, "render", i + 1, len(tiles))
         return len(tiles)
+
+    def _painter(self, level: int, content, styles: list[tuple[float, Moments]], alpha: float, transform: str,
+                 regions: Regions | None) -> Callable[[torch.Tensor, Box], torch.Tensor]:
+        """features, box ↦ transformed features: one (mixed) map, or one map per region blended
+        by the region weights of the box."""
+        be, fn = self.backend, TRANSFORMS[transform]
+        if regions is None:
+            maps = [fn(content, style, alpha, self.rel_eps) for _, style in styles]
+            a, b = mix_affine(maps, [w for w, _ in styles]) if len(maps) > 1 else maps[0]
+            a, b = a.float(), b.float()
+            return lambda f, box: be.transform(level, f, a, b)
+        g = be.geometry(level)
+        eye = (torch.eye(g.channels, dtype=torch.float64), torch.zeros(g.channels, dtype=torch.float64))
+        maps = [eye if i is None or m is None else fn(m, styles[i][1], alpha, self.rel_eps)
+                for i, m in zip(regions.styles, content)]
+        maps = [(a.float(), b.float()) for a, b in maps]
+        return lambda f, box: blend_maps(f, regions.pooled(box, g.stride, f.device), maps,
+                                         lambda x, a, b: be.transform(level, x, a, b))

@@ -130,3 +130,14 @@ def apply_affine(features: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> to
     """features (B, C, h, w) ↦ A f + b per pixel, in the features' dtype (a 1x1 conv)."""
     w = a.to(features.dtype)[:, :, None, None]
     return torch.nn.functional.conv2d(features, w, b.to(features.dtype))
+
+
+def mix_affine(maps: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ wᵢ (Aᵢ f + bᵢ) as one affine map: style mixing. Weights are normalised to sum to 1, so
+    alpha blending inside each map (α Tᵢ + (1 - α) I) stays alpha blending of the mix."""
+    total = float(sum(weights))
+    if not total > 0:
+        raise ValueError(f"style weights must sum to a positive number, got {weights}")
+    a = sum((w / total) * m[0] for w, m in zip(weights, maps))
+    b = sum((w / total) * m[1] for w, m in zip(weights, maps))
+    return a, b

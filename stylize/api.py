@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from stylize.engine.regions import Regions
 from stylize.engine.store import Store, StoreFactory, scratch_folder
 from stylize.engine.stylizer import Progress, RunReport, Stylized, StyleStats, Stylizer
 from stylize.export.registry import create_backend
 
 from .image_stream import (STORE_DTYPE, check_writable, fits_in_ram, load_into_store, probe_size, scratch_bytes,
                            write_store)
-from .imageio import LoadedImage, check_output_path, read_image, target_size, write_image
+from .imageio import check_output_path, read_image, target_size, write_image
+from .masks import load_regions
 from .settings import Settings
 
 
@@ -37,23 +39,28 @@ def build_stylizer(settings: Settings | None = None) -> Stylizer:
 
 def stylize(content: np.ndarray | Store, style: np.ndarray | StyleStats, settings: Settings | None = None, *,
             stylizer: Stylizer | None = None, progress: Progress | None = None,
-            consume_content: bool = False, stores: StoreFactory | None = None) -> Stylized:
+            consume_content: bool = False, stores: StoreFactory | None = None,
+            regions: Regions | None = None) -> Stylized:
     """Stylize a (3, H, W) float32 image in [0, 1] with a style image or its statistics.
 
     Returns :class:`Stylized` (``image``, ``report``). Pass ``stylizer`` to reuse loaded models;
-    ``content`` may be a store and ``stores`` a factory of scratch stores (images beyond RAM).
+    ``content`` may be a store and ``stores`` a factory of scratch stores (images beyond RAM);
+    ``regions`` (from :func:`stylize.masks.load_regions`) paints each region with its own style.
     """
     s = settings or Settings()
     stylizer = stylizer or build_stylizer(s)
     return stylizer.stylize(content, style, alpha=s.alpha, transform=s.transform, stroke_scale=s.stroke_scale,
+                            style_weights=s.style_weights, preserve_color=s.preserve_color, regions=regions,
                             progress=progress, consume_content=consume_content, stores=stores)
 
 
-def load_pair(content: str | os.PathLike, style: str | os.PathLike,
-              settings: Settings) -> tuple[LoadedImage, LoadedImage]:
-    c = read_image(content, settings.output_px, settings.max_pixels, role="content")
-    s = read_image(style, settings.style_px, settings.max_pixels, role="style")
-    return c, s
+def read_styles(styles: list, settings: Settings) -> list[np.ndarray]:
+    return [read_image(p, settings.style_px, settings.max_pixels, role="style").rgb for p in styles]
+
+
+def as_list(style) -> list:
+    """One style path or several."""
+    return list(style) if isinstance(style, (list, tuple)) else [style]
 
 
 @dataclass
@@ -64,40 +71,49 @@ class FileResult:
     report: RunReport
 
 
-def stylize_file(content: str | os.PathLike, style: str | os.PathLike, output: str | os.PathLike,
+def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, output: str | os.PathLike,
                  settings: Settings | None = None, *, stylizer: Stylizer | None = None,
                  progress: Progress | None = None) -> FileResult:
-    """Stylize one pair of files into ``output`` (PNG, JPEG or TIFF by extension).
+    """Stylize one photo with one style (or several, mixed by ``settings.style_weights``) into
+    ``output`` (PNG, JPEG or TIFF by extension).
 
     Images that fit (three of them in half the memory budget) are stylized in RAM; larger ones
     stream through scratch files (:mod:`stylize.image_stream`), so memory stays flat in size.
     """
     s = settings or Settings()
-    out = check_output_path(output, inputs=(content, style))
+    styles = as_list(style)
+    s.check_styles(len(styles))
+    out = check_output_path(output, inputs=(content, *styles))
     s.check_output(out)
     w0, h0 = probe_size(content, s.max_pixels, role="content")
     w, h = target_size(w0, h0, s.output_px)
     if s.store == "ram" or (s.store == "auto" and fits_in_ram(h, w, s.budget_bytes)):
-        return _stylize_in_ram(content, style, out, s, stylizer, progress)
+        return _stylize_in_ram(content, styles, out, s, stylizer, progress)
     check_writable(out, h, w, s.budget_bytes)
-    st = read_image(style, s.style_px, s.max_pixels, role="style")
+    st = read_styles(styles, s)
+    if s.mask is not None:  # errors in the mask come before the scratch folder and the models
+        load_regions(s.mask, (w, h), len(styles), s.max_pixels, StoreFactory(None)).weights.close()
     with scratch_folder(s.scratch, scratch_bytes(h, w)) as folder:
         stores = StoreFactory(folder, STORE_DTYPE, ram_pixels=0 if s.store == "disk" else 4_000_000)
         rgb, alpha = load_into_store(content, s.output_px, s.max_pixels, stores, role="content")
+        regions = load_regions(s.mask, (w, h), len(styles), s.max_pixels, stores) if s.mask else None
         t0 = time.perf_counter()
         stylizer = stylizer or build_stylizer(s)
-        result = stylize(rgb, st.rgb, s, stylizer=stylizer, progress=progress, consume_content=True, stores=stores)
+        result = stylize(rgb, st, s, stylizer=stylizer, progress=progress, consume_content=True, stores=stores,
+                         regions=regions)
         write_store(out, result.store, alpha, quality=s.quality, bits=s.bits)
     return FileResult(out, (w, h), time.perf_counter() - t0, result.report)
 
 
-def _stylize_in_ram(content, style, out: Path, s: Settings, stylizer: Stylizer | None,
+def _stylize_in_ram(content, styles: list, out: Path, s: Settings, stylizer: Stylizer | None,
                     progress: Progress | None) -> FileResult:
-    c, st = load_pair(content, style, s)
+    c = read_image(content, s.output_px, s.max_pixels, role="content")
+    st = read_styles(styles, s)
+    regions = load_regions(s.mask, c.size, len(styles), s.max_pixels) if s.mask else None
     t0 = time.perf_counter()
     stylizer = stylizer or build_stylizer(s)
     content_rgb, c.rgb = c.rgb, None  # the engine reuses this buffer: hold no second reference
-    result = stylize(content_rgb, st.rgb, s, stylizer=stylizer, progress=progress, consume_content=True)
+    result = stylize(content_rgb, st, s, stylizer=stylizer, progress=progress, consume_content=True, regions=regions)
     del content_rgb, st
     write_image(out, result.image, c.alpha, quality=s.quality, bits=s.bits)
     h, w = result.image.shape[1:]

@@ -10,10 +10,12 @@ Adding an option is one field here, plus its use where it acts.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from stylize.engine.color import MODES as COLOR_MODES
 from stylize.engine.errors import UserError
 from stylize.engine.memory import DEFAULT_CPU_BUDGET, parse_size
 from stylize.engine.stroke_scale import AUTO, WORKING_LONG_SIDE, parse_stroke_scale
@@ -50,6 +52,19 @@ def parse_levels(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
     return levels
 
 
+def parse_weights(text: str | tuple | list | None) -> tuple[float, ...] | None:
+    """'0.7,0.3' → (0.7, 0.3): each a finite number >= 0, summing to a positive number."""
+    if text is None:
+        return None
+    try:
+        weights = tuple(float(v) for v in (text if isinstance(text, (tuple, list)) else str(text).split(",")))
+    except ValueError:
+        raise SettingsError(f"bad --style-weights '{text}': use numbers such as 0.7,0.3") from None
+    if not weights or any(not math.isfinite(w) or w < 0 for w in weights) or not sum(weights) > 0:
+        raise SettingsError(f"bad --style-weights '{text}': numbers >= 0 that sum to a positive number")
+    return weights
+
+
 @dataclass(frozen=True)
 class Settings:
     """How to stylize. Fields keep the user's spelling; the ``*_px``/``*_bytes`` properties and
@@ -57,6 +72,15 @@ class Settings:
 
     resolution: str | int | None = field(default=None, metadata=cli(
         "--res", f"output long side: {', '.join(RESOLUTIONS)} or pixels; default keeps the content's size"))
+    style_weights: str | tuple[float, ...] | None = field(default=None, metadata=cli(
+        "--style-weights", "with several styles: their weights, e.g. 0.7,0.3 (default: equal); each level's "
+        "map is the weighted mix of the styles' maps"))
+    preserve_color: str = field(default="off", metadata=cli(
+        "--preserve-color", "keep the photo's colours: luminance (the stylized luma with the photo's chroma) "
+        "or style (the style recoloured to the photo's palette first); default off"))
+    mask: str | os.PathLike | None = field(default=None, metadata=cli(
+        "--mask", "regional styles: a label mask (one flat colour per style, in order of brightness; one more, "
+        "the darkest, keeps the photo) or a grayscale soft mask (white: last style)", Path))
     style_resolution: str | int | None = field(default=None, metadata=cli(
         "--style-res", "style long side; default its own size"))
     alpha: float = field(default=1.0, metadata=cli("--alpha", "stylization strength in [0, 1]", float))
@@ -99,6 +123,9 @@ class Settings:
             set_("stroke_scale", parse_stroke_scale(self.stroke_scale))
         except ValueError as e:
             raise SettingsError(f"--stroke-scale: {e}") from None
+        set_("style_weights", parse_weights(self.style_weights))
+        if self.preserve_color not in COLOR_MODES:
+            raise SettingsError(f"--preserve-color must be one of {', '.join(COLOR_MODES)}, got '{self.preserve_color}'")
         if self.transform not in TRANSFORMS:
             raise SettingsError(f"unknown --transform '{self.transform}': choose {', '.join(TRANSFORMS)}")
         if str(self.model) not in FAMILIES and not Path(self.model).is_file():
@@ -152,6 +179,14 @@ class Settings:
     def budget_bytes(self) -> int:
         """The host memory budget (--max-memory, default 2 GiB)."""
         return self.memory_bytes or DEFAULT_CPU_BUDGET
+
+    def check_styles(self, count: int) -> None:
+        """What depends on how many styles a run has, checked before any file is read."""
+        if self.mask is not None and self.style_weights is not None:
+            raise SettingsError("--mask gives each region one style; --style-weights mixes styles everywhere: "
+                                "use one or the other")
+        if self.style_weights is not None and len(self.style_weights) != count:
+            raise SettingsError(f"--style-weights gives {len(self.style_weights)} weight(s) for {count} style(s)")
 
     def check_output(self, path: Path) -> None:
         """What depends on the output file's format, checked before any compute."""

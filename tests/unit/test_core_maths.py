@@ -90,7 +90,7 @@ def test_stroke_factor_and_split():
     assert stroke_factor(720, 1280, "auto") == 1.0 and stroke_factor(512, 700, "auto") == 1.0
     assert stroke_factor(4320, 7680, "auto") == 6.0 and stroke_factor(100, 100, 2) == 2.0
     assert working_size(4320, 7680, 6.0) == (720, 1280)
-    assert split_levels((5, 4, 3, 2, 1)) == ((5, 4, 3), (2, 1)) and split_levels((2, 1)) == ((), (2, 1))
+    assert split_levels((5, 4, 3, 2, 1)) == ((5, 4, 3, 2, 1), (1,)) and split_levels((3, 2)) == ((3, 2), ())
     for bad in ("0.5", "big", float("nan")):
         with pytest.raises(ValueError):
             parse_stroke_scale(bad)
