@@ -17,8 +17,6 @@ from conftest import REFERENCE, REFERENCE_CASES, SHARED, psnr
 from stylize.api import stylize_file
 from stylize.cli import main
 from stylize.engine.errors import UserError
-from stylize.engine.store import DiskStore, RamStore
-from stylize.engine.tiles import Box
 from stylize.settings import Settings
 
 PHOTO = SHARED / "images/content/cornell.jpg"
@@ -47,18 +45,6 @@ def test_reference_pairs_through_the_disk_store(name, alpha, expected, tile, tmp
     measured(f"{got:.2f} dB vs the paper's output, fp16 scratch files")
     assert got >= 45.0
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"], "scratch files were left behind"
-
-
-def test_disk_store_reads_what_ram_store_reads(tmp_path):
-    rng = np.random.default_rng(0)
-    image = rng.random((3, 37, 53), dtype=np.float32)
-    disk = DiskStore(tmp_path, 3, 37, 53, np.float32)
-    disk.write(0, 0, image[:, :20])
-    disk.write(20, 0, image[:, 20:])
-    for box in (Box(0, 37, 0, 53), Box(-9, 12, -4, 60), Box(30, 45, 40, 53)):
-        assert np.array_equal(disk.read(box), RamStore(image).read(box))
-    disk.close()
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_budget_below_the_floor_tile_names_the_least_budget(tmp_path):
