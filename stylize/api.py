@@ -23,9 +23,8 @@ from stylize.engine.store import Store, StoreFactory, scratch_folder
 from stylize.engine.stylizer import Progress, RunReport, Stylized, StyleStats, Stylizer
 from stylize.export.registry import create_backend
 
-from .image_stream import (STORE_DTYPE, check_writable, fits_in_ram, load_into_store, probe_size, scratch_bytes,
-                           write_store)
-from .imageio import check_output_path, read_image, target_size, write_image
+from .image_stream import STORE_DTYPE, check_writable, fits_in_ram, load_into_store, scratch_bytes, write_store
+from .imageio import check_output_path, probe_image, read_image, write_image
 from .masks import load_regions
 from .settings import Settings
 
@@ -85,8 +84,7 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
     s.check_styles(len(styles))
     out = check_output_path(output, inputs=(content, *styles))
     s.check_output(out)
-    w0, h0 = probe_size(content, s.max_pixels, role="content")
-    w, h = target_size(w0, h0, s.output_px)
+    w, h = probe_image(content, s.max_pixels, role="content", long_side=s.output_px)
     if s.store == "ram" or (s.store == "auto" and fits_in_ram(h, w, s.budget_bytes)):
         return _stylize_in_ram(content, styles, out, s, stylizer, progress)
     check_writable(out, h, w, s.budget_bytes)

@@ -1,4 +1,5 @@
-"""``stylize batch PHOTOS_DIR STYLE [STYLE ...] -o OUT_DIR``: a thin layer over :mod:`engine.batch_runner`.
+"""``stylize batch PHOTOS_DIR STYLE [STYLE ...] -o OUT_DIR``: a thin layer over :mod:`engine.batch_runner`
+(or, with ``--ray ADDRESS`` / ``--workers N``, over :mod:`stylize.batch_ray`: same plan, report and exit codes).
 
 Exit codes: 0 every pair done or already complete; 1 some pair failed (see the summary and
 the report); 2 a usage error (nothing was computed); 130 interrupted (rerun to finish).
@@ -83,6 +84,13 @@ def batch(
                                         help="recompute style statistics for every photo (benchmarks)"),
     no_overlap: bool = typer.Option(False, "--no-overlap", hidden=True,
                                     help="read, compute and write one after another (benchmarks)"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="compute on a Ray cluster: 'local' (start one for this batch), 'auto' "
+                                      "(the one 'ray start' runs on this machine) or HOST:PORT; needs "
+                                      "pip install 'stylize[ray]'"),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N",
+                                          help="Ray workers (alone: --ray local); default one per GPU, else one "
+                                          "per node, each with a share of its CPUs"),
     *, settings: Settings,
 ):
     """Stylize every photo under PHOTOS_DIR with every STYLE into OUT_DIR.
@@ -91,13 +99,22 @@ def batch(
     Each result is OUT_DIR/<sub-folder>/<photo stem>__<style stem>.<format>, PNG by
     default. Outputs that already exist are complete (writes are atomic) and are skipped,
     so rerunning an interrupted batch finishes it. A bad file is reported and the batch
-    goes on; the exit code is 1 if anything failed, 130 if interrupted.
+    goes on; the exit code is 1 if anything failed, 130 if interrupted. With --ray or
+    --workers the pairs are computed by Ray workers (pip install 'stylize[ray]'): same
+    outputs, report and exit codes.
     """
     from .batch_runner import Batch, BatchInterrupted
 
+    on_ray = ray is not None or workers is not None
     with user_errors():
-        plan = Batch(photos_dir, styles, out_dir, settings, fmt=fmt, overwrite=overwrite, report_path=report,
-                     cache_style=not no_style_cache, overlap_io=not no_overlap)
+        kind, extra = Batch, {}
+        if on_ray:  # Ray is optional: checked before any work
+            from .batch_ray import RayBatch, require_ray
+
+            require_ray()
+            kind, extra = RayBatch, {"address": ray or "local", "workers": workers}
+        plan = kind(photos_dir, styles, out_dir, settings, fmt=fmt, overwrite=overwrite, report_path=report,
+                    cache_style=not no_style_cache, overlap_io=not no_overlap, **extra)
         if not quiet:
             typer.echo(f"{len(plan.pairs)} pair(s) ({len(plan.pairs) // len(plan.styles)} photo(s) × "
                        f"{len(plan.styles)} style(s)): {len(plan.pending)} to do, "
@@ -110,6 +127,9 @@ def batch(
             summary = stop.summary
         finally:
             bar.close()
+    if on_ray and not quiet and plan.placement:
+        typer.echo(f"ray: {plan.placement.describe()}; {plan.lost} lost and replaced, {plan.retried} pair(s) "
+                   "retried", err=True)
     for line in summary.lines():
         typer.echo(line)
     if summary.interrupted or summary.failed:  # (typer.Exit is a RuntimeError: raise it outside user_errors)

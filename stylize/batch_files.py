@@ -2,10 +2,12 @@
 
 A photo folder holds more than photos (sidecars, notes, thumbnails) and photos that lost
 their extension, so files are recognised by their first bytes, not by name. A file that is
-named like an image but is not one is kept as a candidate: it fails loudly in the batch
-instead of vanishing silently. Hidden files and folders (``.name``, e.g. macOS ``._IMG.jpg``
-resource forks) and the output folder itself (when it lies inside the photo folder) are
-never walked.
+named like an image but is not one, or whose header a decoder recognises and then chokes on,
+is kept as a candidate: it fails loudly in the batch instead of vanishing silently. What is
+not a regular file (a FIFO, a socket, a broken link or a link loop, an unreadable folder) is
+reported as skipped; no file, however hostile, stops the scan. Hidden files and folders
+(``.name``, e.g. macOS ``._IMG.jpg`` resource forks) and the output folder itself (when it
+lies inside the photo folder) are never walked.
 
 Output names: ``OUT_DIR/<folder of the photo, relative to PHOTOS_DIR>/<photo stem>__<style
 stem>.<format>``. Two photos of one folder that share a stem (``a.jpg``, ``a.png``) get the
@@ -15,60 +17,62 @@ overwrites another; two styles sharing a stem are refused up front.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .imageio import ImageError
+from .image_guard import ImageError, is_tiff, not_readable, open_regular, quiet_decoders
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif",
                     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".heic", ".heif", ".avif"}
 FORMATS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
-TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
 
 
 def looks_like_image(path: Path) -> bool:
-    """True when the file's header is an image format we can decode (the body may still be bad)."""
+    """True when a decoder recognises the file's header (the body may still be bad): then
+    reading it either works or says why, in the batch's report."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return False
-    if head.startswith(TIFF_MAGIC):  # tifffile reads TIFFs PIL cannot (BigTIFF, 16-bit RGB)
-        return True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:  # reads the header only
+        with open_regular(path) as f, quiet_decoders():
+            if is_tiff(f):  # tifffile reads TIFFs PIL cannot (BigTIFF, 16-bit RGB)
+                return True
+            with Image.open(f) as im:  # reads the header only
                 return bool(im.format)
-    except Image.DecompressionBombError:
-        return True  # an image, just a big one: the pixel limit reports it properly
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (ImageError, UnidentifiedImageError):
         return False
+    except Exception:  # noqa: BLE001 - a plugin took the header, then failed: a broken image
+        return True
 
 
 @dataclass
 class Found:
     photos: list[Path] = field(default_factory=list)  # relative to the photo folder, sorted
     ignored: list[Path] = field(default_factory=list)  # files that are not images by name or content
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (path, why): FIFOs, link loops...
 
 
 def find_photos(photos_dir: Path, exclude: Path | None = None) -> Found:
     """Walk ``photos_dir`` recursively (sorted, deterministic), skipping hidden entries and ``exclude``."""
     found = Found()
     exclude = exclude.resolve() if exclude else None
-    for root, dirs, files in os.walk(photos_dir):
+
+    def unreadable_folder(e: OSError) -> None:
+        found.unreadable.append((Path(e.filename).relative_to(photos_dir), f"cannot read the folder ({e.strerror})"))
+
+    for root, dirs, files in os.walk(photos_dir, onerror=unreadable_folder):
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() != exclude)
+        for d in [d for d in dirs if (here / d).is_symlink()]:  # os.walk does not follow them
+            found.unreadable.append(((here / d).relative_to(photos_dir), "link to a folder, not followed"))
         for name in sorted(files):
             if name.startswith("."):
                 continue
             path = here / name
-            if not path.is_file():
-                continue
             rel = path.relative_to(photos_dir)
+            why = not_readable(path)
+            if why:
+                found.unreadable.append((rel, why))
+                continue
             if path.suffix.lower() in IMAGE_EXTENSIONS or looks_like_image(path):
                 found.photos.append(rel)
             else:

@@ -10,6 +10,7 @@ are atomic), so an interrupt can never leave a partial image.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -88,9 +89,12 @@ class SequentialReader:
 class WriterThread:
     """Run ``save(job)`` for each submitted job in a worker thread, one job behind compute.
 
-    ``save`` must not raise (it records its own failures). ``close`` waits for the queue to
-    drain, so every computed result is kept; a Ctrl-C during that wait drops the results
-    not yet started (they are recomputed on the rerun) but still finishes the current file.
+    ``save`` records its own failures (a file that cannot be written is a result). Anything
+    it raises all the same (a bug, a callback that fails) stops the writer and is raised again
+    in the main thread, at its next ``put`` or at ``close``: the main thread never waits on a
+    writer that is gone. ``close`` waits for the queue to drain, so every computed result is
+    kept; a Ctrl-C during that wait drops the results not yet started (they are recomputed on
+    the rerun) but still finishes the current file.
     """
 
     def __init__(self, save: Callable[[Any], None], depth: int = 1):
@@ -99,6 +103,7 @@ class WriterThread:
         self._queue: queue.Queue = queue.Queue()
         self._abort = threading.Event()
         self.dropped = 0
+        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="batch-writer")  # not daemon: never cut a write
         self._thread.start()
 
@@ -113,25 +118,39 @@ class WriterThread:
             if job is _DONE:
                 return
             try:
-                if self._abort.is_set():
+                if self._abort.is_set() or self.error is not None:
                     self.dropped += 1
                 else:
                     self._save(job)
+            except BaseException as e:  # handed to the main thread; later jobs are dropped
+                self.error = e
             finally:
                 self._slots.release()
 
+    def _raise_error(self) -> None:
+        error, self.error = self.error, None
+        if error is not None:
+            self._abort.set()
+            raise error
+
     def put(self, job: Any) -> None:
-        self._slots.acquire()  # back-pressure: wait while the previous result is being written
+        while not self._slots.acquire(timeout=0.2):  # back-pressure: the previous result is being written
+            self._raise_error()
+        self._raise_error()
         self._queue.put(job)
 
     def close(self) -> None:
+        """Wait for the queued results; then raise what the writer raised, if nothing else is
+        on its way out already (an exception in flight in the caller is never replaced)."""
         self._queue.put(_DONE)
         while True:
             try:
                 self._thread.join()
-                return
+                break
             except KeyboardInterrupt:
                 self._abort.set()
+        if sys.exc_info()[1] is None:
+            self._raise_error()
 
 
 class InlineWriter:

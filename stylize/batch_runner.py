@@ -16,6 +16,7 @@ already computed, and raises :class:`BatchInterrupted` carrying the summary.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -30,6 +31,7 @@ from stylize.engine.atomic import remove_stale_parts
 from .batch_files import Pair, check_styles, find_photos, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
 from .api import build_stylizer, stylize
+from .image_guard import describe_error
 from .imageio import ImageError, read_image, write_image
 from .settings import Settings
 from stylize.engine.stylizer import Stylizer
@@ -67,6 +69,8 @@ class BatchSummary:
     seconds: float = 0.0
     interrupted: bool = False
     report: Path | None = None
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # FIFOs, sockets, link loops...
+    report_error: str | None = None  # why the report is incomplete (the results are all here)
 
     def _with(self, status: str) -> list[PairResult]:
         return [r for r in self.results if r.status == status]
@@ -107,8 +111,11 @@ class BatchSummary:
             lines.append(f"  failed: {photo} [{', '.join(styles)}]: {reason}")
         if self.ignored:
             lines.append(f"ignored {len(self.ignored)} file(s) that are not images, e.g. {self.ignored[0]}")
+        for path, why in self.unreadable:
+            lines.append(f"  skipped: {path}: {why}")
         if self.report:
-            lines.append(f"report: {self.report}")
+            incomplete = f" is incomplete: {self.report_error}" if self.report_error else ""
+            lines.append(f"report: {self.report}{incomplete}")
         return lines
 
 
@@ -158,49 +165,77 @@ class StyleCache:
 
 
 class Report:
-    """The JSON-lines report, one line per pair, flushed as each pair finishes (thread-safe)."""
+    """The JSON-lines report, one line per pair as each finishes (thread-safe).
+
+    Each line goes to an ``O_APPEND`` file in one ``write``, so a line is whole whatever else
+    writes to the file. A report that cannot be written (a full disk) never stops the batch
+    or loses a result: the results stay in memory for the summary, which names the error.
+    """
 
     def __init__(self, path: Path, out_dir: Path, on_result: Callable[[PairResult], None] | None):
         self.path, self.out_dir, self.on_result = path, out_dir, on_result
         self.results: list[PairResult] = []
+        self.error: str | None = None
         self._lock = Lock()
         try:
-            self._file = open(path, "w", encoding="utf-8")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+            self._fd = os.open(path, flags, 0o666)
         except OSError as e:
-            raise ImageError(f"{path}: cannot write the report ({e.strerror or e})") from None
+            raise ImageError(f"{path}: cannot write the report ({describe_error(e)})") from None
 
     def add(self, result: PairResult, notify: bool = True) -> None:
-        with self._lock:
-            self.results.append(result)
-            self._file.write(json.dumps(result.record(self.out_dir)) + "\n")
-            self._file.flush()
+        self.add_line(json.dumps(result.record(self.out_dir)), result)
         if notify and self.on_result:
             self.on_result(result)
 
+    def add_line(self, line: str, result: PairResult | None = None) -> None:
+        data = (line + "\n").encode()
+        with self._lock:
+            if result is not None:
+                self.results.append(result)
+            if self.error is None:
+                try:
+                    if os.write(self._fd, data) != len(data):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                except OSError as e:
+                    self.error = describe_error(e)
+
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
 
 
 @contextmanager
 def exclusive(out_dir: Path):
-    """One batch per output folder at a time: a second would race on the same outputs."""
+    """One batch per output folder at a time: a second would race on the same outputs.
+
+    ``flock`` on a lock file that is never deleted (deleting it would let a batch that opened
+    it a moment earlier, and one that creates it anew, both "hold" it), and on the folder
+    itself, which no one can delete under a running batch. A lock the filesystem does not
+    support is skipped: the batch runs unguarded, as it must on such a filesystem.
+    """
     try:
         import fcntl
     except ImportError:  # no flock on this platform: run unguarded
         yield
         return
-    path = out_dir / LOCK_NAME
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ImageError(f"{out_dir}: another batch is writing into this folder") from None
-        except OSError:  # a filesystem without locks: run unguarded
-            pass
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
+    held = []
+    try:
+        for target, flags in ((out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT), (out_dir, os.O_RDONLY)):
+            try:
+                fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as e:
+                raise ImageError(f"{out_dir}: cannot lock the output folder ({describe_error(e)})") from None
+            held.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ImageError(f"{out_dir}: another batch is writing into this folder") from None
+            except OSError:  # a filesystem without this lock
+                pass
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)  # releases the lock; the lock file stays
 
 
 @dataclass
@@ -228,7 +263,7 @@ class Batch:
             raise ImageError("16-bit output needs --format tif")
         self.styles = check_styles([Path(s) for s in styles])
         found = find_photos(self.photos_dir, exclude=self.out_dir)
-        self.ignored = found.ignored
+        self.ignored, self.unreadable = found.ignored, found.unreadable
         self.pairs = plan_pairs(found.photos, self.styles, self.out_dir, fmt)
         done = (lambda p: False) if overwrite else (lambda p: p.output.is_file())
         self.skipped = [p for p in self.pairs if done(p)]
@@ -252,11 +287,14 @@ class Batch:
             try:
                 for pair in self.skipped:
                     report.add(PairResult(pair, "skipped", "output exists (--overwrite redoes it)"), notify=False)
+                for path, why in self.unreadable:
+                    report.add_line(json.dumps({"photo": str(path), "style": None, "output": None,
+                                                "status": "skipped", "reason": why}))
                 interrupted = self._compute(report, on_start)
             finally:
                 report.close()
         summary = BatchSummary(report.results, len(self.pending), self.ignored, time.perf_counter() - t0,
-                               interrupted, self.report_path)
+                               interrupted, self.report_path, self.unreadable, report.error)
         if interrupted:
             raise BatchInterrupted(summary)
         return summary
@@ -278,8 +316,8 @@ class Batch:
                 write_image(job.pair.output, job.rgb, job.alpha, quality=self.opts.quality, bits=self.opts.bits)
                 job.result.status, job.result.reason = "done", None
             except Exception as e:  # disk full, permissions: this result is lost, the batch is not
-                reason = failure_reason(e, job.pair.output)
-                job.result.status, job.result.reason = "failed", f"writing {job.pair.output}: {reason}"
+                why = failure_reason(e, job.pair.output)
+                job.result.status, job.result.reason = "failed", f"writing {job.pair.output}: {why}"
             job.rgb = None
             job.result.write_seconds = time.perf_counter() - t
             report.add(job.result)
@@ -341,3 +379,38 @@ def run_batch(photos_dir: str | os.PathLike, styles: list, out_dir: str | os.Pat
     """Plan and run a batch (see :class:`Batch` for the keyword options)."""
     on_result = kwargs.pop("on_result", None)
     return Batch(photos_dir, styles, out_dir, opts, **kwargs).run(on_result=on_result)
+
+
+def stylize_group(batch: Batch, loaded, style_of: Callable[[Pair, Stylizer], tuple[object, float]],
+                  report, writer, on_start: Callable[[Pair], None] | None = None) -> None:
+    """One photo's pairs (``loaded``: what the reader made of ``loaded.key``, the group): a photo
+    that could not be read fails all its pairs; otherwise each pair is stylized with
+    ``style_of(pair, stylizer)`` → (statistics, seconds spent) and handed to ``writer``, or its
+    failure to ``report``. The body of the local loop, kept in one place so that
+    :mod:`stylize.batch_ray` workers compute exactly what the local batch computes (the loop in
+    :meth:`Batch._compute` is its twin and can call it)."""
+    group, image = loaded.key, loaded.value
+    if loaded.error is not None:
+        reason = failure_reason(loaded.error, batch.photos_dir / group[0].photo)
+        for pair in group:
+            report.add(PairResult(pair, "failed", reason, read_seconds=loaded.seconds))
+        return
+    for i, pair in enumerate(group):
+        if on_start:
+            on_start(pair)
+        stylizer = batch._get_stylizer()  # a model that will not load stops the batch
+        result = PairResult(pair, "failed", size=image.size, read_seconds=loaded.seconds if i == 0 else 0)
+        try:
+            style, result.style_seconds = style_of(pair, stylizer)
+            last = i == len(group) - 1
+            content = image.rgb if last else image.rgb.copy()
+            t = time.perf_counter()
+            rgb = stylize(content, style, batch.opts, stylizer=stylizer, consume_content=True).image
+            result.compute_seconds = time.perf_counter() - t
+            del content
+        except Exception as e:
+            result.reason = failure_reason(e)
+            report.add(result)
+            continue
+        writer.put(_Job(pair, rgb, image.alpha, result))
+        del rgb

@@ -13,7 +13,7 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -62,7 +62,7 @@ class ProgressBar:
         self.bar.close()
 
 
-def run_single(content: Path, style: Path, output: Path, settings: Settings, quiet: bool) -> None:
+def run_single(content: Path, style: Path | list[Path], output: Path, settings: Settings, quiet: bool) -> None:
     from .api import stylize_file
 
     bar = ProgressBar(len(settings.levels), enabled=not quiet and sys.stderr.isatty())
@@ -79,16 +79,19 @@ def run_single(content: Path, style: Path, output: Path, settings: Settings, qui
 @with_settings
 def stylize(
     content: Path = typer.Argument(..., metavar="CONTENT", help="photo to stylize"),
-    style: Path = typer.Argument(..., metavar="STYLE", help="painting whose style to transfer"),
+    styles: List[Path] = typer.Argument(..., metavar="STYLE...", help="painting whose style to transfer; several "
+                                        "are mixed (see --style-weights)"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="PNG, JPEG or TIFF (by extension); "
                                           "default CONTENT_x_STYLE.png in the current folder"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress bar or summary"),
     *, settings: Settings,
 ):
-    """Paint CONTENT in the style of STYLE, at any resolution, in bounded memory."""
-    with user_errors():
-        output = output or Path(f"{content.stem}_x_{style.stem}.png")
-        run_single(content, style, output, settings, quiet)
+    """Paint CONTENT in the style of STYLE (or a mix of several), at any resolution, in bounded memory."""
+    from .batch import sigterm_as_interrupt
+
+    with user_errors(), sigterm_as_interrupt():  # a `kill` cleans up like Ctrl-C: no .part file left
+        output = output or Path(f"{content.stem}_x_{'+'.join(s.stem for s in styles)}.png")
+        run_single(content, styles, output, settings, quiet)
 
 
 @demo_app.command()

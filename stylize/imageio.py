@@ -1,35 +1,41 @@
 """Reading any reasonable image into (3, H, W) float32, and writing results atomically.
 
-Every user mistake becomes an :class:`ImageError` with one line naming the file; the CLI
-prints it and exits non-zero. Outputs go to a temporary file in the destination folder and
-are renamed into place only when complete, so an interrupted run never leaves a partial
-image (and a batch can treat a present file as a finished one).
+Every problem with a file (missing, not a regular file, unreadable, corrupt, too big, an
+unwritable or full disk) becomes an :class:`ImageError` with one line naming the file; the CLI
+prints it and exits non-zero. Anything else a decoder raises on a hostile file is the file's
+problem too, so decoder calls are guarded by :data:`DECODE_ERRORS`; our own code is not, and a
+bug keeps its traceback.
+
+Sizes are checked on the header, before anything is decoded: pixels against ``max_pixels``
+and the bytes the decode will allocate against a byte limit, and a file too small to hold
+what its header claims (a decompression bomb, or a truncated file) is refused outright.
+
+Outputs go to a temporary file in the destination folder and are renamed into place only when
+complete, so an interrupted run never leaves a partial image (and a batch can treat a present
+file as a finished one); the next write to the same output removes what a killed run left.
 """
 from __future__ import annotations
 
 import os
 import tempfile
-import threading
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
-from stylize.engine.atomic import atomic_path
-from stylize.engine.errors import UserError
+from stylize.engine.atomic import atomic_path, remove_stale_parts
+from stylize.engine.resample import resize
+
+from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
 
 DEFAULT_MAX_PIXELS = 200_000_000  # 16K (133 MP) fits; a decompression bomb does not
-RESOLUTIONS = {"1k": 1024, "2k": 2048, "4k": 3840, "8k": 7680, "16k": 15360}
+RESOLUTIONS = {"1k": 1024, "2k": 2048, "4k": 3840, "8k": 7680, "16k": 15360, "32k": 30720}
 WRITERS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
-TIFF_EXTS = (".tif", ".tiff")
 BIGTIFF_THRESHOLD = 4_000_000_000 - (1 << 24)  # classic TIFF offsets are 32-bit
-
-
-class ImageError(UserError):
-    """A problem with an input or output file, stated in one line."""
+NAME_MAX = 255  # bytes in one file name, on every common filesystem
 
 
 @dataclass
@@ -62,54 +68,36 @@ def target_size(width: int, height: int, long_side: int | None) -> tuple[int, in
     return max(1, round(width * s)), max(1, round(height * s))
 
 
-def _check_pixels(path: Path, w: int, h: int, max_pixels: int, what: str) -> None:
-    if w <= 0 or h <= 0:
-        raise ImageError(f"{path}: {what} has zero size ({w}x{h})")
-    if w * h > max_pixels:
-        raise ImageError(f"{path}: {what} is {w}x{h} = {w * h / 1e6:.0f} MP, over the limit of "
-                         f"{max_pixels / 1e6:.0f} MP; raise it with --max-pixels")
-
-
-_PIL_LIMIT = threading.Lock()
-
-
-@contextmanager
-def _own_pixel_limit():
-    """Pillow's decompression-bomb limit is a process-wide global; ours (``max_pixels``,
-    checked on the header) replaces it for our own reads only, and the caller's value is
-    restored afterwards: importing or using this library never changes Pillow's setting."""
-    with _PIL_LIMIT, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
-
-
-def _open_pil(path: Path, max_pixels: int) -> Image.Image:
-    try:
-        with _own_pixel_limit():
-            im = Image.open(path)
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (unrecognised or corrupt file)") from None
-    _check_pixels(path, *im.size, max_pixels, "image")
-    try:
-        with _own_pixel_limit():
-            im.load()
-            im = ImageOps.exif_transpose(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
-    return im
-
-
-# Decoders return bands: 2-D arrays (uint8, uint16 or float32) or single-band PIL images,
-# plus the value of full scale. Bands are resized and scaled one at a time straight into the
-# (3, H, W) float32 result, so an 8K load never holds more than one float copy of the image.
+# Decoders return bands: 2-D arrays (uint8 or float32) or single-band PIL images, plus the
+# value of full scale. Bands are resized and scaled one at a time straight into the (3, H, W)
+# float32 result, so an 8K load never holds more than one float copy of the image.
 Bands = tuple[list, float, object]  # (colour bands: 1 or 3, full scale, alpha band or None)
 
 
-def _pil_bands(im: Image.Image) -> Bands:
+def _pil_header(f: BinaryIO, path: Path, limits: Limits) -> Image.Image:
+    """The opened, not yet decoded image, its sizes checked."""
+    try:
+        im = Image.open(f)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (unrecognised or corrupt file)") from None
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: unsupported or corrupt image ({describe_error(e)})") from None
+    mode = ImageMode.getmode(im.mode)  # Pillow keeps multi-band pixels in 4 bytes
+    per_pixel = 4 if len(mode.bands) > 1 else np.dtype(mode.typestr).itemsize
+    limits.check_decode(path, *im.size, im.size[0] * im.size[1] * per_pixel, f"{im.format} {im.mode}")
+    return im
+
+
+def _pil_bands(f: BinaryIO, path: Path, limits: Limits) -> Bands:
+    im = _pil_header(f, path, limits)
+    try:
+        im.load()
+        return _pil_to_bands(ImageOps.exif_transpose(im))
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
+
+
+def _pil_to_bands(im: Image.Image) -> Bands:
     alpha = None
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
@@ -125,72 +113,153 @@ def _pil_bands(im: Image.Image) -> Bands:
     return list(im.convert("RGB").split()), 255.0, alpha
 
 
-def _tiff_bands(path: Path, max_pixels: int) -> Bands:
+@dataclass
+class _TiffPage:
+    page: object  # tifffile.TiffPage: the first page, the one we read
+    shape: tuple
+    planar: bool
+    photometric: int
+    colormap: np.ndarray | None  # (3, 2**bits) for a palette image
+
+
+def _tiff_header(tf, path: Path, limits: Limits) -> _TiffPage:
+    """The first page's layout, sample type and sizes, checked before decoding."""
+    page = tf.pages[0]
+    w, h, shape, dtype = page.imagewidth, page.imagelength, tuple(page.shape), page.dtype
+    planar, samples = page.planarconfig == 2, page.samplesperpixel
+    if dtype is None or dtype.kind not in "buif":
+        raise ImageError(f"{path}: unsupported TIFF sample format ({page.sampleformat}, {page.bitspersample} bits)")
+    if shape != ((h, w) if samples == 1 else (samples, h, w) if planar else (h, w, samples)) or samples > 5:
+        raise ImageError(f"{path}: unsupported TIFF layout {shape}")
+    colormap = page.colormap if page.photometric == 3 else None
+    if page.photometric == 3 and not (isinstance(colormap, np.ndarray) and colormap.ndim == 2
+                                      and colormap.shape[0] == 3 and colormap.shape[1] > 0):
+        raise ImageError(f"{path}: corrupt TIFF palette")
+    limits.check_decode(path, w, h, int(np.prod(shape)) * dtype.itemsize, f"{samples} x {dtype}")
+    ends = np.asarray(page.dataoffsets, np.uint64) + np.asarray(page.databytecounts, np.uint64)
+    if ends.size and int(ends.max()) > limits.file_bytes:  # tifffile would allocate what a strip claims
+        raise ImageError(f"{path}: truncated or corrupt TIFF (image data runs past the end of the file)")
+    return _TiffPage(page, shape, planar, int(page.photometric), colormap)
+
+
+def _tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> Bands:
+    """Any TIFF tifffile reads (BigTIFF, 16-bit, signed and float samples, LZW/deflate/JPEG/
+    CCITT through imagecodecs), first page."""
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tf:
-            page = tf.pages[0]
-            shape = page.shape
-            h, w = (shape[0], shape[1]) if page.planarconfig != 2 or len(shape) < 3 else (shape[1], shape[2])
-            _check_pixels(path, w, h, max_pixels, "image")
-            a = page.asarray()
-            if page.planarconfig == 2 and a.ndim == 3:
-                a = np.moveaxis(a, 0, -1)
-            cmyk = page.photometric == tifffile.PHOTOMETRIC.SEPARATED
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as e:
-        raise ImageError(f"{path}: truncated or corrupt TIFF ({e})") from None
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4, 5) or (a.shape[2] == 5 and not cmyk):
-        raise ImageError(f"{path}: unsupported TIFF layout {a.shape}")
-    peak = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else 1.0
-    bands = [a[..., c] if a.dtype == np.uint8 else np.clip(np.nan_to_num(a[..., c].astype(np.float32)), 0, peak)
+        with tifffile.TiffFile(f) as tf:
+            head = _tiff_header(tf, path, limits)
+            a = head.page.asarray()
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+    if a.shape != head.shape:
+        raise ImageError(f"{path}: truncated or corrupt TIFF (decoded {a.shape}, header says {head.shape})")
+    a = a[..., None] if a.ndim == 2 else np.moveaxis(a, 0, -1) if head.planar else a
+    return _tiff_array_bands(a, head.photometric, head.colormap)
+
+
+def _tiff_array_bands(a: np.ndarray, photometric: int, colormap: np.ndarray | None) -> Bands:
+    """(H, W, S) samples → bands. Signed integers map their whole range onto [0, 1] (so
+    int16 -32768 is black, not clipped to it); min-is-white is inverted; a palette applied."""
+    bilevel = a.dtype == bool
+    a = a.view(np.uint8) if bilevel else a
+    if photometric == 3 and colormap is not None and a.shape[2] == 1:  # palette
+        a = np.take(colormap.T, a[..., 0], axis=0, mode="clip")
+    offset, peak = 0.0, 1.0
+    if a.dtype.kind in "ui" and not bilevel:
+        info = np.iinfo(a.dtype)
+        offset, peak = float(info.min), float(info.max) - float(info.min)
+    if photometric == 0 and a.dtype.kind in "ui":  # min-is-white
+        a = np.uint8(peak) - a if a.dtype == np.uint8 else peak + offset - a.astype(np.float32)
+    bands = [a[..., c] if a.dtype == np.uint8 else
+             np.clip(np.nan_to_num(a[..., c].astype(np.float32) - np.float32(offset)), 0, peak)
              for c in range(a.shape[2])]
-    if cmyk and len(bands) >= 4:  # ink coverage → light, as PIL converts CMYK
+    if photometric == 5 and len(bands) >= 4:  # CMYK: ink coverage → light, as PIL converts it
         ink = [b.astype(np.float32) / peak for b in bands[:4]]
         bands = [(1 - c) * (1 - ink[3]) * peak for c in ink[:3]] + bands[4:]
     alpha = bands.pop() if len(bands) in (2, 4) else None
-    return bands, peak, alpha
+    return bands[:3], peak, alpha
 
 
 def _band_to(out: np.ndarray, band, peak: float, size: tuple[int, int]) -> None:
-    """Resize one band (Lanczos; 8-bit stays 8-bit like PIL's RGB resize) into ``out`` (H, W)."""
-    im = band if isinstance(band, Image.Image) else Image.fromarray(np.ascontiguousarray(band))
-    if im.size != size:
-        im = im.resize(size, Image.LANCZOS)
-    np.multiply(np.asarray(im), np.float32(1.0 / peak), out=out, casting="unsafe")
-    if im.mode == "F":  # Lanczos overshoots in float
-        np.clip(out, 0, 1, out=out)
+    """Scale one band to [0, 1] and resize it (Lanczos 3, clamped) into ``out`` (H, W).
 
-
-def read_image(path: str | os.PathLike, long_side: int | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS, role: str | None = None) -> LoadedImage:
-    """Decode, orient (EXIF), convert to RGB float and resize so the long side is ``long_side``.
-
-    ``role`` ("content", "style") prefixes error messages, so the user knows which file failed.
+    The resampler is the engine's (:mod:`stylize.engine.resample`), the one that also fills
+    scratch stores strip by strip: an image gives the same pixels whether it fits in RAM or not.
     """
+    a = np.asarray(band)
+    if (a.shape[1], a.shape[0]) == tuple(size):
+        np.multiply(a, np.float32(1.0 / peak), out=out, casting="unsafe")
+        return
+    src = np.multiply(a, np.float32(1.0 / peak), dtype=np.float32)[None]
+    np.clip(resize(src, (size[1], size[0]))[0], 0.0, 1.0, out=out)
+
+
+@contextmanager
+def _as(role: str | None) -> Iterator[None]:
+    """Prefix an ImageError with the file's role ("content", "style"): which file failed."""
     try:
-        return _read_image(Path(path), long_side, max_pixels)
+        yield
     except ImageError as e:
         if role:
             raise ImageError(f"{role} {e}") from None
         raise
 
 
-def _read_image(path: Path, long_side: int | None, max_pixels: int) -> LoadedImage:
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if not path.is_file():
-        raise ImageError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file, not an image")
-    bands, peak, alpha_band = (_tiff_bands(path, max_pixels) if path.suffix.lower() in TIFF_EXTS
-                               else _pil_bands(_open_pil(path, max_pixels)))
+def probe_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, role: str | None = None,
+                max_bytes: int | None = None, long_side: int | None = None) -> tuple[int, int]:
+    """(width, height) that :func:`read_image` with these arguments would return (EXIF rotation
+    applied), from the header alone, after every check it makes before decoding (the file, its
+    sizes, the requested output's): a bad file or size fails here, before any compute."""
+    with _as(role):
+        return _probe(Path(path), max_pixels, max_bytes, long_side)
+
+
+def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | None) -> tuple[int, int]:
+    with open_regular(path) as f, quiet_decoders():
+        limits = Limits.of(max_pixels, max_bytes, f.size)
+        if is_tiff(f):
+            import tifffile
+
+            try:
+                with tifffile.TiffFile(f) as tf:
+                    page = _tiff_header(tf, path, limits).page
+                    size = page.imagewidth, page.imagelength
+            except DECODE_ERRORS as e:
+                raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+        else:
+            im = _pil_header(f, path, limits)
+            try:
+                turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            except DECODE_ERRORS:
+                turned = False  # unreadable EXIF: read_image will say so
+            size = im.size[::-1] if turned else im.size
+    size = target_size(*size, long_side)
+    limits.check_pixels(path, *size, "requested output")
+    return size
+
+
+def read_image(path: str | os.PathLike, long_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+               role: str | None = None, max_bytes: int | None = None) -> LoadedImage:
+    """Decode, orient (EXIF), convert to RGB float and resize so the long side is ``long_side``.
+
+    ``role`` ("content", "style") prefixes error messages, so the user knows which file failed.
+    A decode may allocate ``DECODE_BYTES_PER_PIXEL`` bytes per pixel of ``max_pixels``, and at
+    most ``max_bytes`` when given (the memory budget, ``--max-memory``).
+    """
+    with _as(role):
+        return _read_image(Path(path), long_side, max_pixels, max_bytes)
+
+
+def _read_image(path: Path, long_side: int | None, max_pixels: int, max_bytes: int | None) -> LoadedImage:
+    with open_regular(path) as f, quiet_decoders():
+        limits = Limits.of(max_pixels, max_bytes, f.size)
+        bands, peak, alpha_band = (_tiff_bands if is_tiff(f) else _pil_bands)(f, path, limits)
     first = bands[0]
     w, h = first.size if isinstance(first, Image.Image) else (first.shape[1], first.shape[0])
     size = target_size(w, h, long_side)
-    _check_pixels(path, *size, max_pixels, "requested output")
+    limits.check_pixels(path, *size, "requested output")
     rgb = np.empty((3, size[1], size[0]), np.float32)
     for c in range(3):
         if c < len(bands):
@@ -217,21 +286,23 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
     """Fail before any compute: known format, existing writable folder, not a directory, and
     never one of the ``inputs`` (a result must not overwrite the photo it was made from)."""
     path = Path(path)
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory")
-    for source in inputs:
-        if same_file(path, source):
-            raise ImageError(f"{path}: is one of the input files; choose another output path")
-    if path.suffix.lower() not in WRITERS:
-        raise ImageError(f"{path}: unsupported output format '{path.suffix}' (use .png, .jpg or .tif)")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ImageError(f"{path}: folder {folder} does not exist")
     try:
+        if path.is_dir():
+            raise ImageError(f"{path}: is a directory")
+        for source in inputs:
+            if same_file(path, source):
+                raise ImageError(f"{path}: is one of the input files; choose another output path")
+        if path.suffix.lower() not in WRITERS:
+            raise ImageError(f"{path}: unsupported output format '{path.suffix}' (use .png, .jpg or .tif)")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise ImageError(f"{path}: folder {folder} does not exist")
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".stylize-probe-"):
             pass
+        if len(os.fsencode(f".{path.name}.XXXXXXXX.part{path.suffix}")) > NAME_MAX:  # atomic_path's name
+            raise ImageError(f"{path}: file name too long")
     except OSError as e:
-        raise ImageError(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
+        raise ImageError(f"{path}: cannot write there ({describe_error(e)})") from None
     return path
 
 
@@ -249,7 +320,9 @@ def to_integer(chw: np.ndarray, bits: int = 8, rows: int = 512) -> np.ndarray:
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
                 quality: int = 95, bits: int = 8) -> Path:
-    """Write (3, H, W) float RGB (+ optional (H, W) alpha) atomically; format from the suffix."""
+    """Write (3, H, W) float RGB (+ optional (H, W) alpha) atomically; format from the suffix.
+    Temporary files a killed run left beside ``path`` are removed first; a full disk or any
+    other system failure is one line naming the file."""
     path = check_output_path(path)
     fmt = WRITERS[path.suffix.lower()]
     if bits not in (8, 16) or (bits == 16 and fmt != "TIFF"):
@@ -259,14 +332,21 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
         peak = 255 if bits == 8 else 65535
         a = np.round(np.clip(alpha, 0, 1) * peak).astype(pixels.dtype)[..., None]
         pixels = np.concatenate([pixels, a], axis=2)
-    with atomic_path(path) as tmp:
-        if fmt == "TIFF":
-            import tifffile
-
-            tifffile.imwrite(tmp, pixels, photometric="rgb", bigtiff=pixels.nbytes > BIGTIFF_THRESHOLD,
-                             extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None)
-        else:
-            im = Image.fromarray(pixels)
-            opts = {"quality": int(quality), "subsampling": 0} if fmt == "JPEG" else {"compress_level": 6}
-            im.save(tmp, format=fmt, **opts)
+    remove_stale_parts(path)
+    try:
+        with atomic_path(path) as tmp:
+            _encode(tmp, pixels, fmt, quality)
+    except (OSError, ValueError) as e:  # ENOSPC, EIO, a size the format cannot hold
+        raise ImageError(f"{path}: cannot write ({describe_error(e)})") from None
     return path
+
+
+def _encode(tmp: Path, pixels: np.ndarray, fmt: str, quality: int) -> None:
+    if fmt == "TIFF":
+        import tifffile
+
+        tifffile.imwrite(tmp, pixels, photometric="rgb", bigtiff=pixels.nbytes > BIGTIFF_THRESHOLD,
+                         extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None)
+    else:
+        opts = {"quality": int(quality), "subsampling": 0} if fmt == "JPEG" else {"compress_level": 6}
+        Image.fromarray(pixels).save(tmp, format=fmt, **opts)

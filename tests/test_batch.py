@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import SHARED
 from stylize.batch import app
-from stylize.batch_runner import Batch, BatchInterrupted, run_batch
+from stylize.batch_runner import LOCK_NAME, Batch, BatchInterrupted, run_batch
 from stylize.api import stylize_file
 from stylize.settings import Settings
 from stylize.imageio import ImageError
@@ -57,7 +57,8 @@ def run(*args):
 
 
 def outputs(out):
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.suffix != ".jsonl")
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                  if p.is_file() and p.suffix != ".jsonl" and p.name != LOCK_NAME)
 
 
 def expected_outputs(fmt="png"):
@@ -65,7 +66,8 @@ def expected_outputs(fmt="png"):
 
 
 def no_partials(out):
-    return [p for p in out.rglob("*") if ".part" in p.name or p.name.startswith(".")]
+    """Temporary or hidden files, but the batch lock (kept: deleting it would break the lock)."""
+    return [p for p in out.rglob("*") if ".part" in p.name or p.name.startswith(".") and p.name != LOCK_NAME]
 
 
 def count_calls(monkeypatch, cls, name):

@@ -42,7 +42,7 @@ def test_reference_pairs_through_the_disk_store(name, alpha, expected, tile, tmp
     if tile:
         assert any(p.tile == tile for p in result.report.plans), "tiled mode did not tile"
     got = psnr(np.asarray(Image.open(out).convert("RGB")), np.asarray(Image.open(expected).convert("RGB")))
-    measured(f"{got:.2f} dB vs the paper's output, fp16 scratch files")
+    measured(f"{got:.2f} dB vs the paper's output, through scratch files")
     assert got >= 45.0
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"], "scratch files were left behind"
 

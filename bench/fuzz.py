@@ -1,0 +1,371 @@
+"""Hostile files through ``read_image``: every case ends ok or as one clean ImageError line.
+
+    python -m stylize.bench.fuzz --cases 20000 --seed 1 --workers 2
+
+Seeds are small images made here, in every format and layout we read (PNG, JPEG, GIF, BMP,
+WebP, ICO, PCX, TGA, PPM, JPEG 2000, DDS, AVIF, TIFF in a dozen layouts and compressions), plus
+tiny headers that claim huge images. Each case is a seed mutated one to three times
+(truncation, byte flips, "interesting" integers written over header fields, slices deleted,
+duplicated or spliced in from another seed), fully determined by ``(seed, case number)``: any
+case can be replayed alone (``--replay N --keep DIR``).
+
+Each case runs ``probe_image`` (the header-only checks, which must agree with the read) and
+``read_image`` in a worker process under an address-space cap (RLIMIT_AS) and a
+wall-clock timeout; workers are reused until one times out, dies or runs out of memory. Outcomes:
+
+* ok: an image came back; clean: an ImageError of one line naming the file;
+* other: any other exception, or an ImageError that is not one line naming the file (a bug);
+* hang: over the timeout; over-memory: MemoryError under the cap; crash: the worker died;
+* noise (counted beside the outcome): the read wrote to stderr (a decoder warning escaped).
+
+Only ok and clean are acceptable; ``tests/test_hostile_input.py`` runs a few hundred cases.
+"""
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import os
+import resource
+import struct
+import sys
+import tempfile
+import time
+import traceback
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from stylize.imageio import DEFAULT_MAX_PIXELS, ImageError, probe_image, read_image
+
+OUTCOMES = ("ok", "clean", "other", "hang", "over-memory", "crash")
+BAD = ("other", "hang", "over-memory", "crash")
+INTERESTING = (0, 1, 2, 7, 8, 15, 16, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 14000, 65500,
+               0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
+
+
+def _picture(w: int = 40, h: int = 30) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x * y * 7) % 256], -1).astype(np.uint8)
+
+
+def _pil(im: Image.Image, fmt: str, **opts) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **opts)
+    return buf.getvalue()
+
+
+def _tif(a: np.ndarray, **opts) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, a, **opts)
+    return buf.getvalue()
+
+
+def seed_images() -> dict[str, bytes]:
+    """Small valid images, one per format and layout; the name's suffix is the file's."""
+    rgb = _picture()
+    im = Image.fromarray(rgb)
+    rgba = im.copy()
+    rgba.putalpha(Image.linear_gradient("L").resize(im.size))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    wide = rgb.astype(np.uint16) * 257
+    seeds = {
+        "rgb.png": _pil(im, "PNG"), "rgba.png": _pil(rgba, "PNG"),
+        "p.png": _pil(im.convert("P"), "PNG", transparency=0),
+        "l16.png": _pil(Image.fromarray(wide[..., 0]), "PNG"), "bilevel.png": _pil(im.convert("1"), "PNG"),
+        "base.jpg": _pil(im, "JPEG"), "progressive.jpg": _pil(im, "JPEG", progressive=True),
+        "grey.jpg": _pil(im.convert("L"), "JPEG"), "cmyk.jpg": _pil(im.convert("CMYK"), "JPEG"),
+        "exif.jpg": _pil(im, "JPEG", exif=exif.tobytes()),
+        "p.gif": _pil(im.convert("P"), "GIF"),
+        "anim.gif": _pil(im.convert("P"), "GIF", save_all=True, append_images=[im.rotate(90).convert("P")]),
+        "rgb.bmp": _pil(im, "BMP"), "p.bmp": _pil(im.convert("P"), "BMP"),
+        "lossy.webp": _pil(im, "WEBP"), "lossless.webp": _pil(rgba, "WEBP", lossless=True),
+        "icon.ico": _pil(im.resize((32, 32)), "ICO"), "rgb.pcx": _pil(im, "PCX"), "rgb.tga": _pil(im, "TGA"),
+        "rgb.ppm": _pil(im, "PPM"), "rgb.jp2": _pil(im, "JPEG2000"), "rgba.dds": _pil(rgba, "DDS"),
+        "rgb.avif": _pil(im, "AVIF"),
+        "u8.tif": _tif(rgb, photometric="rgb"), "lzw.tif": _tif(rgb, photometric="rgb", compression="lzw"),
+        "zlib.tif": _tif(rgb, photometric="rgb", compression="zlib"),
+        "jpeg.tif": _tif(rgb, photometric="rgb", compression="jpeg"),
+        "packbits.tif": _tif(rgb, photometric="rgb", compression="packbits"),
+        "u16.tif": _tif(wide, photometric="rgb"),
+        "i16.tif": _tif((wide[..., 0].astype(np.int32) - 32768).astype(np.int16)),
+        "f32.tif": _tif(rgb.astype(np.float32) / 255, photometric="rgb"),
+        "planar.tif": _tif(np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate"),
+        "tiled.tif": _tif(rgb[:32, :32], photometric="rgb", tile=(16, 16)),
+        "big.tif": _tif(rgb, photometric="rgb", bigtiff=True),
+        "rgba.tif": _tif(np.asarray(rgba), photometric="rgb", extrasamples=("unassalpha",)),
+        "palette.tif": _tif(rgb[..., 0], photometric="palette",
+                            colormap=np.tile(np.arange(256, dtype=np.uint16) * 257, (3, 1))),
+        "g4.tif": _pil(im.convert("1"), "TIFF", compression="group4"),
+        "cmyk.tif": _pil(im.convert("CMYK"), "TIFF"),
+    }
+    return seeds | bombs()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bombs(side: int = 14000) -> dict[str, bytes]:
+    """Tiny files whose headers claim a ``side`` x ``side`` image: each must be refused from the
+    header, in milliseconds, with no allocation of what it claims."""
+    import tifffile
+
+    small = Image.fromarray(_picture(16, 16))
+    gif = bytearray(_pil(small.convert("P"), "GIF"))
+    gif[6:10] = struct.pack("<HH", side, side)  # the logical screen; the frame stays 16x16
+    jpg = bytearray(_pil(small.convert("L"), "JPEG"))
+    sof = jpg.index(b"\xff\xc0")
+    jpg[sof + 5:sof + 9] = struct.pack(">HH", side, side)
+    png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+           + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _png_chunk(b"IEND", b""))
+    tif = bytearray(_tif(np.zeros((8, 8, 3)), photometric="rgb"))  # float64 RGB
+    with tifffile.TiffFile(io.BytesIO(bytes(tif))) as tf:
+        page = tf.pages[0]
+        for tag in ("ImageWidth", "ImageLength", "RowsPerStrip"):
+            t = page.tags.get(tag)
+            if t is not None:
+                tif[t.valueoffset:t.valueoffset + 4] = struct.pack("<I", side)
+        start = page.dataoffsets[0]
+    return {"bomb.gif": bytes(gif), "bomb.jpg": bytes(jpg), "bomb.png": png, "bomb.tif": bytes(tif[:start])}
+
+
+def mutate(seeds: dict[str, bytes], seed: int, case: int) -> tuple[str, bytes]:
+    """Case ``case`` of run ``seed``: (seed name, mutated bytes); the same on every machine."""
+    rng = np.random.default_rng([seed, case])
+    names = sorted(seeds)
+    name = names[rng.integers(len(names))]
+    data = bytearray(seeds[name])
+    for _ in range(rng.integers(1, 4)):
+        if not data:
+            break
+        n, op = len(data), rng.integers(6)
+        head = min(n, 256)  # sizes, offsets and flags live in headers: aim there most of the time
+        at = int(rng.integers(head) if rng.random() < 0.7 else rng.integers(n))
+        if op == 0:  # truncate
+            del data[int(rng.integers(n)):]
+        elif op == 1:  # flip bits
+            for _ in range(rng.integers(1, 9)):
+                data[int(rng.integers(head))] ^= 1 << int(rng.integers(8))
+        elif op == 2:  # an interesting integer over a field
+            width = int(rng.choice([1, 2, 4]))
+            value = int(INTERESTING[rng.integers(len(INTERESTING))]) & ((1 << 8 * width) - 1)
+            data[at:at + width] = value.to_bytes(width, "little" if rng.random() < 0.5 else "big")
+        elif op == 3:  # delete a slice
+            del data[at:at + int(rng.integers(1, 64))]
+        elif op == 4:  # duplicate a slice
+            data[at:at] = data[at:at + int(rng.integers(1, 256))]
+        else:  # splice: this header, another seed's body
+            other = seeds[names[rng.integers(len(names))]]
+            data = data[:at] + other[int(rng.integers(len(other))):]
+    return name, bytes(data)
+
+
+@dataclass
+class Config:
+    seed: int = 1
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    memory_cap: int = 3 << 30  # address space a worker may add over what it had at start
+    timeout: float = 30.0
+
+
+def _vm_size() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def classify(path: Path, long_side: int | None, max_pixels: int) -> tuple[str, str]:
+    """(outcome, detail) of one read, in this process; the header-only probe must agree with
+    the read (same size, or refused by a read that fails too)."""
+    probed = _attempt(lambda: probe_image(path, max_pixels, long_side=long_side), path)
+    read = _attempt(lambda: read_image(path, long_side, max_pixels).size, path)
+    if probed[0] not in ("ok", "clean"):
+        return probed[0], f"probe_image: {probed[1]}"
+    if read[0] == "ok" and probed != read:
+        return "other", f"probe_image said {probed[1]}, read_image gave {read[1]}"
+    return read
+
+
+def _attempt(call, path: Path) -> tuple[str, str]:
+    try:
+        w, h = call()
+        return "ok", f"{w}x{h}"
+    except ImageError as e:
+        text = str(e)
+        if "\n" in text or not text.startswith(f"{path}: "):
+            return "other", f"unclear ImageError: {text[:300]!r}"
+        return "clean", text[len(f"{path}: "):][:200]
+    except MemoryError:
+        return "over-memory", "MemoryError"
+    except Exception as e:  # noqa: BLE001 - the very thing we are looking for
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        return "other", f"{type(e).__name__}: {str(e)[:200]} ({Path(where.filename).name}:{where.lineno})"
+
+
+def _worker(conn, seeds: dict[str, bytes], cfg: Config) -> None:
+    """Read cases until told to stop; stderr goes to a file so that any output is seen."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _vm_size() + cfg.memory_cap
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    folder = Path(tempfile.mkdtemp(prefix="stylize-fuzz-"))
+    err = os.open(folder / "stderr", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(err, 2)
+    try:
+        while (case := conn.recv()) is not None:
+            name, data = mutate(seeds, cfg.seed, case)
+            path = folder / f"case{case}{Path(name).suffix}"
+            path.write_bytes(data)
+            before = os.fstat(2).st_size
+            outcome, detail = classify(path, 64 if case % 10 == 0 else None, cfg.max_pixels)
+            path.unlink()
+            conn.send((case, name, outcome, detail, os.fstat(2).st_size > before))
+            if outcome == "over-memory":
+                return  # the heap may be in pieces: a fresh worker takes over
+    finally:
+        for p in folder.iterdir():
+            p.unlink()
+        folder.rmdir()
+
+
+@dataclass
+class Summary:
+    cases: int = 0
+    counts: Counter = field(default_factory=Counter)
+    noise: int = 0
+    seconds: float = 0.0
+    bad: list[tuple] = field(default_factory=list)  # (case, seed name, outcome, detail)
+
+    @property
+    def acceptable(self) -> bool:
+        return not self.bad and not self.noise
+
+    def lines(self) -> list[str]:
+        counts = "  ".join(f"{o} {self.counts[o]}" for o in OUTCOMES)
+        out = [f"{self.cases} cases in {self.seconds:.0f}s: {counts}  (stderr noise {self.noise})"]
+        out += [f"  case {c} ({name}): {o}: {d}" for c, name, o, d in self.bad[:50]]
+        return out
+
+
+class _Slot:
+    """One worker process and the case it is on."""
+
+    def __init__(self, ctx, seeds: dict[str, bytes], cfg: Config):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child, seeds, cfg), daemon=True)
+        self.proc.start()
+        child.close()
+        self.case: int | None = None
+        self.since = 0.0
+
+    def give(self, case: int) -> None:
+        self.case, self.since = case, time.monotonic()
+        self.conn.send(case)
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+        self.proc.join(5)
+        self.conn.close()
+
+
+def run(cases: int, cfg: Config | None = None, workers: int = 2, first: int = 0) -> Summary:
+    """Cases ``first`` .. ``first + cases - 1`` of run ``cfg.seed``, on ``workers`` processes."""
+    cfg = cfg or Config()
+    seeds = seed_images()
+    ctx = mp.get_context("forkserver")  # workers start clean, never forked from a threaded caller
+    ctx.set_forkserver_preload([__name__])
+    summary, todo, t0 = Summary(cases), iter(range(first, first + cases)), time.monotonic()
+    slots = [_Slot(ctx, seeds, cfg) for _ in range(workers)]
+    try:
+        for s in slots:
+            s.give(next(todo))
+        while any(s.case is not None for s in slots):
+            busy = [s for s in slots if s.case is not None]
+            wait([s.conn for s in busy], timeout=1.0)
+            for i, s in enumerate(slots):
+                if s.case is None:
+                    continue
+                outcome = _collect(s, cfg, summary)
+                if outcome is None:
+                    continue
+                if outcome in ("hang", "crash", "over-memory"):
+                    s.stop(kill=True)
+                    s = slots[i] = _Slot(ctx, seeds, cfg)
+                s.case = None
+                if (case := next(todo, None)) is not None:
+                    s.give(case)
+    finally:
+        for s in slots:
+            s.stop(kill=s.case is not None)
+    summary.seconds = time.monotonic() - t0
+    return summary
+
+
+def _collect(s: _Slot, cfg: Config, summary: Summary) -> str | None:
+    """The slot's outcome if it has one now (a result, a death, a timeout), else None."""
+    try:
+        if s.conn.poll():
+            case, name, outcome, detail, noisy = s.conn.recv()
+        elif time.monotonic() - s.since > cfg.timeout:
+            case, name, outcome, detail, noisy = s.case, "?", "hang", f"over {cfg.timeout:.0f}s", False
+        elif not s.proc.is_alive():
+            raise EOFError
+        else:
+            return None
+    except (EOFError, OSError):
+        s.proc.join(5)
+        case, name, outcome, detail, noisy = s.case, "?", "crash", f"worker exit code {s.proc.exitcode}", False
+    if name == "?":
+        name = mutate(seed_images(), cfg.seed, case)[0]
+    summary.counts[outcome] += 1
+    summary.noise += noisy
+    if outcome in BAD or noisy:
+        summary.bad.append((case, name, outcome, detail + (" [wrote to stderr]" if noisy else "")))
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m stylize.bench.fuzz", description=__doc__.split("\n")[0])
+    p.add_argument("--cases", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--first", type=int, default=0, help="number of the first case")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--memory-cap", type=float, default=3.0, help="GiB a worker may add to its address space")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per case")
+    p.add_argument("--replay", type=int, help="write case N to --keep and read it here, with its traceback")
+    p.add_argument("--keep", type=Path, default=Path("."), help="folder for --replay")
+    a = p.parse_args(argv)
+    cfg = Config(a.seed, a.max_pixels, int(a.memory_cap * (1 << 30)), a.timeout)
+    if a.replay is not None:
+        name, data = mutate(seed_images(), a.seed, a.replay)
+        path = a.keep / f"case{a.replay}{Path(name).suffix}"
+        path.write_bytes(data)
+        print(f"{path} (from {name}):", *classify(path, 64 if a.replay % 10 == 0 else None, a.max_pixels))
+        return 0
+    summary = run(a.cases, cfg, a.workers, a.first)
+    print(f"fuzz: seed {a.seed}, cases {a.first}..{a.first + a.cases - 1}, {a.workers} workers, "
+          f"max {a.max_pixels:,} pixels, cap +{a.memory_cap:g} GiB, timeout {a.timeout:g}s")
+    print("\n".join(summary.lines()))
+    return 0 if summary.acceptable else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
