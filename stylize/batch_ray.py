@@ -20,13 +20,17 @@ and holding one GPU, or a share of the CPUs, run the local batch's per-pair code
   its photo's other styles down with it; a pair is tried at most :data:`MAX_ATTEMPTS` times and
   then reported failed (never retried forever). Tasks merely queued behind it are resubmitted
   uncharged. Temporary files of a killed writer are removed once its death is confirmed.
+- Pixels: a result's bytes equal the local batch's at the same torch thread count (convolutions
+  sum in a thread-dependent order, and WCT on small images magnifies those last bits). A CPU
+  worker runs as many threads as it holds CPUs, so one worker per machine is the local batch
+  exactly, and N workers each give what the local batch gives with OMP_NUM_THREADS=cores/N.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
+import socket
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -38,7 +42,7 @@ from stylize.engine.atomic import remove_stale_parts
 from stylize.engine.errors import UserError
 
 from .batch_files import Pair
-from .batch_ray_worker import PairWorker
+from .batch_ray_worker import ClusterError, PairWorker, Placement, place
 from .batch_runner import Batch, PairResult, Report
 from .settings import Settings
 
@@ -47,10 +51,6 @@ MAX_ATTEMPTS = 3  # tries per pair (and worker starts in a row) before giving up
 DEPTH = 2  # calls queued per worker: the next photo is there the moment the current one ends
 STOP_WAIT_S = 10.0  # how long to wait for stopped workers to be confirmed dead
 _RAY_ATTRS = ("address", "workers", "worker_class", "pids", "lost", "retried", "placement")  # not for the workers
-
-
-class ClusterError(UserError):
-    """The Ray cluster cannot run this batch: Ray missing or unreachable, no GPU, workers that never start."""
 
 
 def require_ray():
@@ -63,26 +63,47 @@ def require_ray():
 
 
 @contextmanager
-def connected(ray, address: str):
-    """Join the cluster at ``address`` ('local' starts one for this batch, 'auto' finds the one
-    ``ray start`` runs on this machine) and leave it afterwards. A session the caller already
-    opened (an embedding program, the tests) is used as it is, and left open."""
+def connected(ray, address: str, num_cpus: int | None = None):
+    """Join the cluster at ``address`` ('local' starts one for this batch, with ``num_cpus`` or
+    all cores; 'auto' finds the one ``ray start`` runs on this machine) and leave it afterwards,
+    taking Ray's marks off this process (its SIGTERM handler, its environment variables). A
+    session the caller already opened (an embedding program) is used as it is, and left open."""
     if ray.is_initialized():
         yield
         return
     local = address == "local"
-    with own_sigterm():
-        try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
-                     **({"include_dashboard": False} if local else {}))
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ClusterError(f"--ray {address}: cannot {'start' if local else 'join'} the Ray cluster: "
-                               f"{first}") from None
+    check_reachable(address)
+    env = dict(os.environ)
     try:
-        yield
+        with own_sigterm():
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                         **({"include_dashboard": False, "num_cpus": num_cpus} if local else {}))
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                hint = "" if local else " (a cluster with token authentication also needs RAY_AUTH_MODE=token here)"
+                raise ClusterError(f"--ray {address}: cannot {'start' if local else 'join'} the Ray cluster: "
+                                   f"{first}{hint}") from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        os.environ.clear()
+        os.environ.update(env)
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) that nothing answers on is one line now: ``ray.init``
+    would keep retrying it for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # 'local', 'auto' or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterError(f"--ray {address}: nothing answers there ({e.strerror or e}); start the cluster with "
+                           "'ray start --head' and give its address") from None
 
 
 @contextmanager
@@ -100,43 +121,11 @@ def own_sigterm():
             signal.signal(signal.SIGTERM, previous)
 
 
-@dataclass
-class Placement:
-    """How many workers, what each holds, and the settings they run with."""
-
-    workers: int
-    options: dict  # Ray resources of one worker
-    settings: Settings  # device pinned to what a worker holds (its GPU is always its cuda:0)
-    threads: int | None  # torch threads of a CPU worker: its share of the CPUs
-
-    def describe(self) -> str:
-        held = (f"{self.options['num_gpus']:g} GPU" if self.options.get("num_gpus")
-                else f"{self.options['num_cpus']:g} CPU")
-        return f"{self.workers} Ray worker(s), {held} each"
-
-
-def _share(total: float, n: int) -> float:
-    """Each of ``n`` workers' share of ``total``: Ray takes whole units above one, fractions below."""
-    s = total / n
-    return float(math.floor(s)) if s >= 1 else max(0.01, math.floor(s * 100) / 100)
-
-
-def place(ray, settings: Settings, workers: int | None) -> Placement:
-    """One worker per GPU when the settings' device resolves to CUDA on this cluster; otherwise
-    one per node (or ``workers``), each with an equal share of the cluster's CPUs."""
-    total = ray.cluster_resources()
-    gpus = int(total.get("GPU", 0))
-    device = str(settings.device)
-    if device.startswith("cuda") or (device == "auto" and gpus):
-        if not gpus:
-            raise ClusterError(f"--device {device}: the Ray cluster has no GPU")
-        n = workers or gpus
-        return Placement(n, {"num_gpus": _share(gpus, n) if n > gpus else 1.0, "num_cpus": 1.0},
-                         settings.with_(device="cuda"), None)
-    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
-    n = workers or max(1, sum(1 for c in nodes if c >= 1))
-    share = min(_share(float(total.get("CPU", 1)), n), max(nodes, default=1))
-    return Placement(n, {"num_cpus": share, "num_gpus": 0}, settings.with_(device="cpu"), max(1, int(share)))
+def forwarded_env() -> dict | None:
+    """The driver's ``STYLIZE_*`` variables (the weights path above all), given to every worker:
+    on a cluster the nodes see the same shared storage, but not the driver's environment."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("STYLIZE_")}
+    return {"env_vars": env} if env else None
 
 
 @dataclass
@@ -203,7 +192,8 @@ class _Scheduler:
     def __init__(self, ray, batch: RayBatch, report: Report, on_start: Callable[[Pair], None] | None):
         self.ray, self.batch, self.report, self.on_start = ray, batch, report, on_start
         p = batch.placement
-        self.actor_class = ray.remote(batch.worker_class).options(max_restarts=0, max_task_retries=0, **p.options)
+        self.actor_class = ray.remote(batch.worker_class).options(max_restarts=0, max_task_retries=0,
+                                                                  runtime_env=forwarded_env(), **p.options)
         self.template, self.cwd, self.threads = batch.worker_template(p.settings), os.getcwd(), p.threads
         self.inflight: dict[Any, tuple[_Worker, _Task | None]] = {}  # ref → (worker, task; None: loading)
         self.queue: deque[_Task] = deque()
@@ -347,6 +337,11 @@ class _Scheduler:
         leftovers are removed by the next run, which clears them before computing).
         """
         for worker in self.workers:
+            if worker.pid is None and worker.calls:  # loaded, maybe, and writing: learn its pid first
+                try:
+                    self._finished(worker, None, self.ray.get(worker.calls[0], timeout=0), None)
+                except Exception:  # not loaded yet, so it has written nothing
+                    pass
             self.ray.kill(worker.actor)
         unfinished = [p for _, task in self.inflight.values() if task is not None for p in task.pairs]
         if self.inflight:

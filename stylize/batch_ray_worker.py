@@ -1,4 +1,4 @@
-"""What one Ray worker of ``stylize batch --ray`` runs: the local batch's per-pair path, in an actor.
+"""What each Ray worker of ``stylize batch --ray`` holds (:func:`place`) and runs (:class:`PairWorker`).
 
 A worker is a long-lived actor so that the models load once per worker, not once per photo.
 It holds a copy of the planned :class:`~stylize.batch_runner.Batch` without its pairs and
@@ -13,13 +13,23 @@ once per style and shared through the object store.
 """
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
+
+from stylize.engine.errors import UserError
 
 from .batch_files import Pair
 from .batch_pipeline import InlineWriter, SequentialReader, WriterThread
 from .batch_runner import Batch, PairResult, StyleCache, stylize_group
 from .imageio import ImageError
+from .settings import Settings
+
+
+class ClusterError(UserError):
+    """The Ray cluster cannot run this batch: Ray missing or unreachable, no GPU, workers that never start."""
+
 
 # What the driver hands a worker for each style: its statistics, or why the style is unusable.
 StyleOutcome = tuple[object | None, str | None]
@@ -89,3 +99,42 @@ class PairWorker:
         finally:
             writer.close()
         return results.results
+
+
+@dataclass
+class Placement:
+    """How many workers, what each holds, and the settings they run with."""
+
+    workers: int
+    options: dict  # Ray resources of one worker
+    settings: Settings  # device pinned to what a worker holds (its GPU is always its cuda:0)
+    threads: int | None  # torch threads of a CPU worker: its share of the CPUs
+
+    def describe(self) -> str:
+        held = (f"{self.options['num_gpus']:g} GPU" if self.options.get("num_gpus")
+                else f"{self.options['num_cpus']:g} CPU")
+        return f"{self.workers} Ray worker(s), {held} each"
+
+
+def _share(total: float, n: int) -> float:
+    """Each of ``n`` workers' share of ``total``: Ray takes whole units above one, fractions below."""
+    s = total / n
+    return float(math.floor(s)) if s >= 1 else max(0.01, math.floor(s * 100) / 100)
+
+
+def place(ray, settings: Settings, workers: int | None) -> Placement:
+    """One worker per GPU when the settings' device resolves to CUDA on this cluster; otherwise
+    one per node (or ``workers``), each with an equal share of the cluster's CPUs."""
+    total = ray.cluster_resources()
+    gpus = int(total.get("GPU", 0))
+    device = str(settings.device)
+    if device.startswith("cuda") or (device == "auto" and gpus):
+        if not gpus:
+            raise ClusterError(f"--device {device}: the Ray cluster has no GPU")
+        n = workers or gpus
+        return Placement(n, {"num_gpus": _share(gpus, n) if n > gpus else 1.0, "num_cpus": 1.0},
+                         settings.with_(device="cuda"), None)
+    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
+    n = workers or max(1, sum(1 for c in nodes if c >= 1))
+    share = min(_share(float(total.get("CPU", 1)), n), max(nodes, default=1))
+    return Placement(n, {"num_cpus": share, "num_gpus": 0}, settings.with_(device="cpu"), max(1, int(share)))

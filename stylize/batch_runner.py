@@ -17,6 +17,7 @@ already computed, and raises :class:`BatchInterrupted` carrying the summary.
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import time
@@ -27,14 +28,16 @@ from threading import Lock
 from typing import Callable
 
 from stylize.engine.atomic import remove_stale_parts
+from stylize.engine.stylizer import Stylizer
 
+from .api import build_stylizer, stylize, stylize_file
 from .batch_files import Pair, check_styles, find_photos, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
-from .api import build_stylizer, stylize
 from .image_guard import describe_error
-from .imageio import ImageError, read_image, write_image
+from .image_stream import fits_in_ram
+from .imageio import ImageError, probe_image, read_image, write_image
+from .masks import load_regions
 from .settings import Settings
-from stylize.engine.stylizer import Stylizer
 
 REPORT_NAME = "batch-report.jsonl"
 LOCK_NAME = ".stylize-batch.lock"
@@ -269,7 +272,11 @@ class Batch:
         self.skipped = [p for p in self.pairs if done(p)]
         self.pending = [p for p in self.pairs if not done(p)]
         self.report_path = Path(report_path) if report_path else self.out_dir / REPORT_NAME
-        self.cache_style, self.overlap_io = cache_style, overlap_io
+        # Recolouring the style to each photo's palette makes its statistics the photo's too.
+        self.cache_style = cache_style and self.opts.preserve_color != "style"
+        self.overlap_io = overlap_io
+        if self.opts.style_weights is not None:
+            raise ImageError("stylize batch applies each style on its own: --style-weights is for one stylize run")
         self._stylizer = stylizer
 
     def run(self, on_result: Callable[[PairResult], None] | None = None,
@@ -306,7 +313,24 @@ class Batch:
         return list(groups.values())
 
     def _read(self, group: list[Pair]):
-        return read_image(self.photos_dir / group[0].photo, self.opts.output_px, self.opts.max_pixels)
+        path = self.photos_dir / group[0].photo
+        w, h = probe_image(path, self.opts.max_pixels, long_side=self.opts.output_px)
+        if self.opts.store == "disk" or (self.opts.store == "auto" and not fits_in_ram(h, w, self.opts.budget_bytes)):
+            return Streamed(path, (w, h))
+        return read_image(path, self.opts.output_px, self.opts.max_pixels)
+
+    def mask_for(self, photo: Path) -> Path | None:
+        """--mask FILE: that mask for every photo; --mask DIR: DIR/<photo's folder>/<photo stem>.*
+        when there is one (no mask otherwise)."""
+        mask = Path(self.opts.mask) if self.opts.mask is not None else None
+        if mask is None or not mask.is_dir():
+            return mask
+        found = sorted(p for p in (mask / photo.parent).glob(glob.escape(photo.stem) + ".*") if p.is_file())
+        return found[0] if found else None
+
+    def regions_for(self, photo: Path, size: tuple[int, int]):
+        mask = self.mask_for(photo)
+        return load_regions(mask, size, 1, self.opts.max_pixels) if mask is not None else None
 
     def _save(self, report: Report):
         def save(job: _Job) -> None:
@@ -333,32 +357,8 @@ class Batch:
         styles = StyleCache(self.opts, self.cache_style)
         try:
             for loaded in reader:
-                group, image = loaded.key, loaded.value
-                if loaded.error is not None:
-                    reason = failure_reason(loaded.error, self.photos_dir / group[0].photo)
-                    for pair in group:
-                        report.add(PairResult(pair, "failed", reason, read_seconds=loaded.seconds))
-                    continue
-                for i, pair in enumerate(group):
-                    if on_start:
-                        on_start(pair)
-                    stylizer = self._get_stylizer()  # a model that will not load stops the batch
-                    result = PairResult(pair, "failed", size=image.size, read_seconds=loaded.seconds if i == 0 else 0)
-                    try:
-                        style, result.style_seconds = styles.get(pair.style, stylizer)
-                        last = i == len(group) - 1
-                        content = image.rgb if last else image.rgb.copy()
-                        t = time.perf_counter()
-                        rgb = stylize(content, style, self.opts, stylizer=stylizer, consume_content=True).image
-                        result.compute_seconds = time.perf_counter() - t
-                        del content
-                    except Exception as e:
-                        result.reason = failure_reason(e)
-                        report.add(result)
-                        continue
-                    writer.put(_Job(pair, rgb, image.alpha, result))
-                    del rgb
-                image = loaded = None
+                stylize_group(self, loaded, lambda pair, st: styles.get(pair.style, st), report, writer, on_start)
+                loaded = None
         except KeyboardInterrupt:
             return True
         finally:
@@ -400,12 +400,16 @@ def stylize_group(batch: Batch, loaded, style_of: Callable[[Pair, Stylizer], tup
             on_start(pair)
         stylizer = batch._get_stylizer()  # a model that will not load stops the batch
         result = PairResult(pair, "failed", size=image.size, read_seconds=loaded.seconds if i == 0 else 0)
+        if isinstance(image, Streamed):  # too large for RAM: the single-file path, through scratch files
+            _stylize_streamed(batch, image, pair, stylizer, result, report)
+            continue
         try:
             style, result.style_seconds = style_of(pair, stylizer)
             last = i == len(group) - 1
             content = image.rgb if last else image.rgb.copy()
+            regions = batch.regions_for(pair.photo, image.size)
             t = time.perf_counter()
-            rgb = stylize(content, style, batch.opts, stylizer=stylizer, consume_content=True).image
+            rgb = stylize(content, style, batch.opts, stylizer=stylizer, consume_content=True, regions=regions).image
             result.compute_seconds = time.perf_counter() - t
             del content
         except Exception as e:
@@ -414,3 +418,26 @@ def stylize_group(batch: Batch, loaded, style_of: Callable[[Pair, Stylizer], tup
             continue
         writer.put(_Job(pair, rgb, image.alpha, result))
         del rgb
+
+
+@dataclass
+class Streamed:
+    """A photo whose output does not fit in RAM: it is read and stylized through scratch files
+    (:func:`stylize.api.stylize_file`) when its turn comes, not decoded ahead."""
+
+    path: Path
+    size: tuple[int, int]  # (width, height) of the output
+
+
+def _stylize_streamed(batch: Batch, image: Streamed, pair: Pair, stylizer: Stylizer, result: PairResult,
+                      report) -> None:
+    t = time.perf_counter()
+    try:
+        pair.output.parent.mkdir(parents=True, exist_ok=True)
+        settings = batch.opts.with_(mask=batch.mask_for(pair.photo))
+        stylize_file(image.path, pair.style, pair.output, settings, stylizer=stylizer)
+        result.status, result.reason = "done", None
+    except Exception as e:  # a bad file or a full disk fails this pair, not the batch
+        result.reason = failure_reason(e)
+    result.compute_seconds = time.perf_counter() - t
+    report.add(result)
