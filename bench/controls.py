@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def main() -> None:
     mask = make_mask(content, a.out / "mask.png")
     rows, images = [], {}
     for name, args in runs(content, styles, mask).items():
-        out = a.out / (name.split()[0] + ("_" + name.split()[1] if " " in name else "") + ".png")
+        out = a.out / (re.sub(r"[^a-z0-9]+", "_", name).strip("_") + ".png")
         r = run_child([sys.executable, "-m", "stylize.cli", content, *args, "-o", str(out), "-q", "--device", "cpu",
                        "--res", a.res, *a.extra])
         rows.append({"control": name, "returncode": r.returncode, "wall_s": round(r.wall_s, 1),

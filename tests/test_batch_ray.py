@@ -61,6 +61,7 @@ def local(folder, tmp_path_factory):
         summary = run_batch(folder, STYLES, out, OPTS)
     finally:
         torch.set_num_threads(threads)
+    assert len(summary.done) == 6, [r.reason for r in summary.failed]
     return SimpleNamespace(out=out, summary=summary, records=records(out))
 
 
@@ -91,7 +92,6 @@ def test_ray_batch_equals_the_local_batch_and_a_rerun_skips_everything(cluster, 
     out = tmp_path / "out"
     code, text = run(folder, *STYLES, "-o", out, *SMALL, "--workers", "2")
     assert code == 1 and "done 6, skipped 0, failed 4" in text, text
-    assert len(local.summary.done) == 6
     assert same_outputs(out, local), "the Ray batch must write the local batch's bytes"
     assert same_records(out, local) and len(records(out)) == 10  # one line per pair, same failures
     assert failure_lines(text) == failure_lines("\n".join(local.summary.lines()))

@@ -58,7 +58,7 @@ def test_tiny_matrix_writes_json_markdown_and_plots(tiny):
 
     md = (out / "bench.md").read_text()
     assert "| res | MP | model | backend | mode |" in md and md.count("| 256 |") == 3
-    assert "python -m bench --res 256" in md and "time_vs_mp.png" in md
+    assert "python -m stylize.bench --res 256" in md and "time_vs_mp.png" in md
     assert "| cd16x | 2 | 3,897 | 3,888 | 7,785 |" in md  # the per-level compute table
     assert "| 256 |" in stdout  # the table is printed too
     for name in ("time_vs_mp.png", "memory_vs_mp.png"):
