@@ -25,7 +25,7 @@ from stylize.export.registry import create_backend
 
 from .image_stream import STORE_DTYPE, check_writable, fits_in_ram, load_into_store, scratch_bytes, write_store
 from .imageio import check_output_path, probe_image, read_image, write_image
-from .masks import load_regions
+from .masks import load_regions, mask_regions, read_mask
 from .settings import Settings
 
 
@@ -89,12 +89,11 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
         return _stylize_in_ram(content, styles, out, s, stylizer, progress)
     check_writable(out, h, w, s.budget_bytes)
     st = read_styles(styles, s)
-    if s.mask is not None:  # errors in the mask come before the scratch folder and the models
-        load_regions(s.mask, (w, h), len(styles), s.max_pixels, StoreFactory(None)).weights.close()
+    mask = read_mask(s.mask, (w, h), len(styles), s.max_pixels) if s.mask is not None else None  # checked first
     with scratch_folder(s.scratch, scratch_bytes(h, w)) as folder:
         stores = StoreFactory(folder, STORE_DTYPE, ram_pixels=0 if s.store == "disk" else 4_000_000)
         rgb, alpha = load_into_store(content, s.output_px, s.max_pixels, stores, role="content")
-        regions = load_regions(s.mask, (w, h), len(styles), s.max_pixels, stores) if s.mask else None
+        regions = mask_regions(mask, (w, h), stores) if mask is not None else None
         t0 = time.perf_counter()
         stylizer = stylizer or build_stylizer(s)
         result = stylize(rgb, st, s, stylizer=stylizer, progress=progress, consume_content=True, stores=stores,

@@ -54,15 +54,22 @@ def mask_weights(mask: np.ndarray, n_styles: int, path: str | os.PathLike = "mas
     return np.stack([1.0 - white, white]), styles
 
 
-def load_regions(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max_pixels: int,
-                 stores: StoreFactory | None = None) -> Regions:
-    """The mask at ``path`` as :class:`Regions` for a content of ``size`` (width, height)."""
+def read_mask(path: str | os.PathLike, size: tuple[int, int], n_styles: int,
+              max_pixels: int) -> tuple[np.ndarray, list]:
+    """Every check on the mask, at its own size: (weights (R, h, w), each region's style).
+    Cheap, so it runs before any scratch file or model; :func:`mask_regions` then sizes it."""
     mask = read_image(path, None, max_pixels, role="mask").rgb
     mh, mw = mask.shape[1:]
     w, h = size
     if abs((mw / mh) / (w / h) - 1) > 0.01:
         raise ImageError(f"mask {path}: {mw}x{mh} does not have the content's aspect ratio ({w}x{h}); resize or crop it")
-    weights, styles = mask_weights(mask, n_styles, f"mask {path}")
+    return mask_weights(mask, n_styles, f"mask {path}")
+
+
+def mask_regions(mask: tuple[np.ndarray, list], size: tuple[int, int], stores: StoreFactory | None = None) -> Regions:
+    """A mask from :func:`read_mask` resized to ``size`` (width, height) into a store, strip by strip."""
+    weights, styles = mask
+    w, h = size
     store = (stores or StoreFactory())(len(styles), h, w)
 
     def write(y0: int, block: np.ndarray) -> None:
@@ -70,5 +77,11 @@ def load_regions(path: str | os.PathLike, size: tuple[int, int], n_styles: int, 
         block /= np.maximum(block.sum(axis=0, keepdims=True), 1e-12)
         store.write(y0, 0, block)
 
-    resize_strips(lambda a, b: weights[:, a:b], (mh, mw), (h, w), write, kernel="linear")
+    resize_strips(lambda a, b: weights[:, a:b], weights.shape[1:], (h, w), write, kernel="linear")
     return Regions(store, styles)
+
+
+def load_regions(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max_pixels: int,
+                 stores: StoreFactory | None = None) -> Regions:
+    """The mask at ``path`` as :class:`Regions` for a content of ``size`` (width, height)."""
+    return mask_regions(read_mask(path, size, n_styles, max_pixels), size, stores)
