@@ -90,11 +90,11 @@ class Limits:
             raise ImageError(f"{path}: {what} is {w}x{h} ({pixels_text(w * h)}), over the limit of "
                              f"{pixels_text(self.max_pixels)}; raise it with --max-pixels")
 
-    def check_decode(self, path: Path, w: int, h: int, nbytes: int, layout: str) -> None:
-        """Before decoding: the pixels, the bytes the decoder will allocate, and whether the
-        file can hold them at all."""
+    def check_decode(self, path: Path, w: int, h: int, nbytes: int, layout: str, whole: bool = True) -> None:
+        """Before decoding: the pixels, the bytes the decoder will allocate (``whole``: a row
+        reader holds a few rows, not ``nbytes``), and whether the file can hold them at all."""
         self.check_pixels(path, w, h)
-        if nbytes > self.max_bytes:
+        if whole and nbytes > self.max_bytes:
             raise ImageError(f"{path}: decoding {w}x{h} ({layout}) takes {bytes_text(nbytes)}, over the limit of "
                              f"{bytes_text(self.max_bytes)}; raise it with {self.flag}")
         if nbytes > max(EXPANSION_FLOOR, MAX_EXPANSION * self.file_bytes):

@@ -1,16 +1,17 @@
 """Images too large for RAM: into a store strip by strip, and out of one strip by strip.
 
-In: the file is decoded at its own size (a 4K photo is 100 MB as floats), and the resize to the
-output size, which is what makes a 16K or 32K image large, writes into the store one strip of
-rows at a time (:mod:`stylize.engine.resample`: a strip is exactly those rows of the whole
-resize). Out: PNG through a streaming encoder of our own (zlib, row by row: the format allows
-it and Pillow's encoder needs the whole image), TIFF as tiles from a generator through
-tifffile (BigTIFF past 4 GB), JPEG through Pillow, which needs the whole 8-bit image: refused
-before compute when that does not fit the budget, and past JPEG's 65,535-pixel side always.
+In: the file is decoded by rows where its format allows it (:mod:`stylize.image_rows`: TIFF
+through tifffile's segment decoder, JPEG and PNG through libvips in sequential mode), and each
+band of rows goes through the resize to the output size (:mod:`stylize.engine.resample`: a
+strip is exactly those rows of the whole resize) into the store, so a gigapixel input is never
+whole in RAM. Other files are decoded whole at their own size, then resized strip by strip.
+Out: PNG through a streaming encoder of our own (zlib, row by row: the format allows it and
+Pillow's encoder needs the whole image), TIFF as tiles from a generator through tifffile
+(BigTIFF past 4 GB), JPEG through Pillow, which needs the whole 8-bit image: refused before
+compute when that does not fit the budget, and past JPEG's 65,535-pixel side always.
 
-Why not libvips: it would decode and resize in constant memory too, but with its own resampler,
-so the pixels would depend on whether an image fits in RAM; here both paths use the same
-resampler and give the same pixels, and no native library is needed.
+libvips only decodes: its resampler would make the pixels depend on whether an image fits in
+RAM; here both paths use the same resampler and give the same pixels.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from stylize.engine.atomic import atomic_path
 from stylize.engine.resample import resize_strips
 from stylize.engine.store import Store, StoreFactory, read_rows
 
-from .imageio import BIGTIFF_THRESHOLD, WRITERS, ImageError, read_image, target_size, to_integer
+from .imageio import BIGTIFF_THRESHOLD, WRITERS, ImageError, read_by_rows, read_image, target_size, to_integer
 
 JPEG_MAX_SIDE = 65535
 # Scratch precision, chosen by measurement: fp16 halves the bytes, but the reference pairs through
@@ -63,7 +64,21 @@ def check_writable(path: Path, height: int, width: int, memory_budget: int | Non
 
 def load_into_store(path: str | os.PathLike, long_side: int | None, max_pixels: int, stores: StoreFactory,
                     role: str | None = None) -> tuple[Store, Store | None]:
-    """(RGB store, alpha store or None) of an image resized so its long side is ``long_side``."""
+    """(RGB store, alpha store or None) of an image resized so its long side is ``long_side``:
+    decoded by rows where the format allows it (:func:`stylize.imageio.read_by_rows`), else whole."""
+    made: list[Store | None] = []
+
+    def sink(w: int, h: int, has_alpha: bool):
+        made.extend([stores(3, h, w), stores(1, h, w) if has_alpha else None])
+
+        def write(y0: int, block: np.ndarray) -> None:
+            made[0].write(y0, 0, block[:3])
+            if made[1] is not None:
+                made[1].write(y0, 0, block[3:])
+        return write
+
+    if read_by_rows(path, long_side, max_pixels, sink, role=role):
+        return made[0], made[1]
     src = read_image(path, None, max_pixels, role=role)
     h0, w0 = src.rgb.shape[1:]
     w, h = target_size(w0, h0, long_side)

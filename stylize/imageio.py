@@ -21,7 +21,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
@@ -30,12 +30,15 @@ from stylize.engine.atomic import atomic_path, remove_stale_parts
 from stylize.engine.resample import resize
 
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
+from .image_rows import STREAM_ABOVE, open_rows, resample_rows
+from .tiff_read import Bands, tiff_bands, tiff_header
 
 DEFAULT_MAX_PIXELS = 200_000_000  # 16K (133 MP) fits; a decompression bomb does not
 RESOLUTIONS = {"1k": 1024, "2k": 2048, "4k": 3840, "8k": 7680, "16k": 15360, "32k": 30720}
 WRITERS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 BIGTIFF_THRESHOLD = 4_000_000_000 - (1 << 24)  # classic TIFF offsets are 32-bit
 NAME_MAX = 255  # bytes in one file name, on every common filesystem
+RowSink = Callable[[int, int, bool], Callable[[int, np.ndarray], None]]  # (w, h, has_alpha) -> write(y0, block)
 
 
 @dataclass
@@ -71,7 +74,6 @@ def target_size(width: int, height: int, long_side: int | None) -> tuple[int, in
 # Decoders return bands: 2-D arrays (uint8 or float32) or single-band PIL images, plus the
 # value of full scale. Bands are resized and scaled one at a time straight into the (3, H, W)
 # float32 result, so an 8K load never holds more than one float copy of the image.
-Bands = tuple[list, float, object]  # (colour bands: 1 or 3, full scale, alpha band or None)
 
 
 def _pil_header(f: BinaryIO, path: Path, limits: Limits) -> Image.Image:
@@ -111,75 +113,6 @@ def _pil_to_bands(im: Image.Image) -> Bands:
     if im.mode in ("L", "1"):
         return [im.convert("L")], 255.0, alpha
     return list(im.convert("RGB").split()), 255.0, alpha
-
-
-@dataclass
-class _TiffPage:
-    page: object  # tifffile.TiffPage: the first page, the one we read
-    shape: tuple
-    planar: bool
-    photometric: int
-    colormap: np.ndarray | None  # (3, 2**bits) for a palette image
-
-
-def _tiff_header(tf, path: Path, limits: Limits) -> _TiffPage:
-    """The first page's layout, sample type and sizes, checked before decoding."""
-    page = tf.pages[0]
-    w, h, shape, dtype = page.imagewidth, page.imagelength, tuple(page.shape), page.dtype
-    planar, samples = page.planarconfig == 2, page.samplesperpixel
-    if dtype is None or dtype.kind not in "buif":
-        raise ImageError(f"{path}: unsupported TIFF sample format ({page.sampleformat}, {page.bitspersample} bits)")
-    if shape != ((h, w) if samples == 1 else (samples, h, w) if planar else (h, w, samples)) or samples > 5:
-        raise ImageError(f"{path}: unsupported TIFF layout {shape}")
-    colormap = page.colormap if page.photometric == 3 else None
-    if page.photometric == 3 and not (isinstance(colormap, np.ndarray) and colormap.ndim == 2
-                                      and colormap.shape[0] == 3 and colormap.shape[1] > 0):
-        raise ImageError(f"{path}: corrupt TIFF palette")
-    limits.check_decode(path, w, h, int(np.prod(shape)) * dtype.itemsize, f"{samples} x {dtype}")
-    ends = np.asarray(page.dataoffsets, np.uint64) + np.asarray(page.databytecounts, np.uint64)
-    if ends.size and int(ends.max()) > limits.file_bytes:  # tifffile would allocate what a strip claims
-        raise ImageError(f"{path}: truncated or corrupt TIFF (image data runs past the end of the file)")
-    return _TiffPage(page, shape, planar, int(page.photometric), colormap)
-
-
-def _tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> Bands:
-    """Any TIFF tifffile reads (BigTIFF, 16-bit, signed and float samples, LZW/deflate/JPEG/
-    CCITT through imagecodecs), first page."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(f) as tf:
-            head = _tiff_header(tf, path, limits)
-            a = head.page.asarray()
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
-    if a.shape != head.shape:
-        raise ImageError(f"{path}: truncated or corrupt TIFF (decoded {a.shape}, header says {head.shape})")
-    a = a[..., None] if a.ndim == 2 else np.moveaxis(a, 0, -1) if head.planar else a
-    return _tiff_array_bands(a, head.photometric, head.colormap)
-
-
-def _tiff_array_bands(a: np.ndarray, photometric: int, colormap: np.ndarray | None) -> Bands:
-    """(H, W, S) samples → bands. Signed integers map their whole range onto [0, 1] (so
-    int16 -32768 is black, not clipped to it); min-is-white is inverted; a palette applied."""
-    bilevel = a.dtype == bool
-    a = a.view(np.uint8) if bilevel else a
-    if photometric == 3 and colormap is not None and a.shape[2] == 1:  # palette
-        a = np.take(colormap.T, a[..., 0], axis=0, mode="clip")
-    offset, peak = 0.0, 1.0
-    if a.dtype.kind in "ui" and not bilevel:
-        info = np.iinfo(a.dtype)
-        offset, peak = float(info.min), float(info.max) - float(info.min)
-    if photometric == 0 and a.dtype.kind in "ui":  # min-is-white
-        a = np.uint8(peak) - a if a.dtype == np.uint8 else peak + offset - a.astype(np.float32)
-    bands = [a[..., c] if a.dtype == np.uint8 else
-             np.clip(np.nan_to_num(a[..., c].astype(np.float32) - np.float32(offset)), 0, peak)
-             for c in range(a.shape[2])]
-    if photometric == 5 and len(bands) >= 4:  # CMYK: ink coverage → light, as PIL converts it
-        ink = [b.astype(np.float32) / peak for b in bands[:4]]
-        bands = [(1 - c) * (1 - ink[3]) * peak for c in ink[:3]] + bands[4:]
-    alpha = bands.pop() if len(bands) in (2, 4) else None
-    return bands[:3], peak, alpha
 
 
 def _band_to(out: np.ndarray, band, peak: float, size: tuple[int, int]) -> None:
@@ -224,7 +157,7 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
 
             try:
                 with tifffile.TiffFile(f) as tf:
-                    page = _tiff_header(tf, path, limits).page
+                    page = tiff_header(tf, path, limits).page
                     size = page.imagewidth, page.imagelength
             except DECODE_ERRORS as e:
                 raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
@@ -252,10 +185,47 @@ def read_image(path: str | os.PathLike, long_side: int | None = None, max_pixels
         return _read_image(Path(path), long_side, max_pixels, max_bytes)
 
 
+def read_by_rows(path: str | os.PathLike, long_side: int | None, max_pixels: int, sink: RowSink, role: str | None = None,
+              max_bytes: int | None = None, min_pixels: int = 0) -> bool:
+    """Decode ``path`` by rows (:mod:`stylize.image_rows`), resized so its long side is
+    ``long_side``, into ``sink(width, height, has_alpha)``, which returns ``write(y0, block)``
+    for (3 or 4, rows, width) float32 blocks, alpha last. False, with nothing written, where
+    the file must be read whole (:func:`read_image`) or has fewer than ``min_pixels``."""
+    path = Path(path)
+    with _as(role), open_regular(path) as f, quiet_decoders():
+        limits = Limits.of(max_pixels, max_bytes, f.size)
+        reader = open_rows(f, path, limits, min_pixels)
+        if reader is None:
+            return False
+        try:
+            size = target_size(*reader.size, long_side)
+            limits.check_pixels(path, *size, "requested output")
+            resample_rows(reader, size, sink(*size, reader.has_alpha))
+        finally:
+            reader.close()
+    return True
+
+
+def _into_ram(loaded: list) -> RowSink:
+    def sink(w: int, h: int, has_alpha: bool):
+        image = LoadedImage(np.empty((3, h, w), np.float32), np.empty((h, w), np.float32) if has_alpha else None)
+        loaded.append(image)
+
+        def write(y0: int, block: np.ndarray) -> None:
+            image.rgb[:, y0:y0 + block.shape[1]] = block[:3]
+            if image.alpha is not None:
+                image.alpha[y0:y0 + block.shape[1]] = block[3]
+        return write
+    return sink
+
+
 def _read_image(path: Path, long_side: int | None, max_pixels: int, max_bytes: int | None) -> LoadedImage:
+    loaded: list[LoadedImage] = []
+    if read_by_rows(path, long_side, max_pixels, _into_ram(loaded), max_bytes=max_bytes, min_pixels=STREAM_ABOVE):
+        return loaded[0]  # a large source: never decoded whole
     with open_regular(path) as f, quiet_decoders():
         limits = Limits.of(max_pixels, max_bytes, f.size)
-        bands, peak, alpha_band = (_tiff_bands if is_tiff(f) else _pil_bands)(f, path, limits)
+        bands, peak, alpha_band = (tiff_bands if is_tiff(f) else _pil_bands)(f, path, limits)
     first = bands[0]
     w, h = first.size if isinstance(first, Image.Image) else (first.shape[1], first.shape[0])
     size = target_size(w, h, long_side)

@@ -1,0 +1,193 @@
+"""Decoding by rows: images whose decoded pixels need not fit in RAM.
+
+A 1-gigapixel panorama is 3 GB decoded as 8-bit and 12 GB as floats, before any resize. Where
+the format allows it the file is decoded a band of rows at a time, top to bottom, and each band
+goes straight through the resampler (:func:`stylize.engine.resample.resize_strips`) into its
+destination, so a read holds a few hundred rows whatever the image's size.
+
+- TIFF (tiled or stripped, chunky or planar, any compression tifffile reads): one row of tiles
+  or one strip at a time, through tifffile's own segment decoder, and the samples are mapped to
+  [0, 1] by the same function as a whole read (:func:`stylize.tiff_read.tiff_array_bands`).
+- JPEG and 8-bit PNG: libvips (pyvips), as a decoder only, in sequential mode (demand-driven,
+  constant memory). Its decode is Pillow's bit for bit (both are libjpeg-turbo and libpng/zlib;
+  ``tests/test_image_rows.py`` checks it), and the resize stays ours, so an image gives the same
+  pixels whether it was read whole or by rows. Anything else (16-bit PNG, CMYK JPEG, an EXIF
+  rotation, GIF, WebP...) is read whole, as before, under the decode limits.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+import numpy as np
+
+from stylize.engine.resample import resize_strips
+
+from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff
+from .tiff_read import TiffLayout, tiff_array_bands, tiff_header
+
+STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
+CHUNK_ROWS = 256  # rows libvips decodes per request
+VIPS_LOADERS = ("jpegload", "pngload")
+
+
+class RowReader:
+    """Rows of one image, top to bottom: ``rows(a, b)`` is (C, b - a, W) float32, C = 3, or 4
+    with alpha last, scaled to [0, 1] as a whole read scales them. ``a`` never moves back
+    (what the resampler asks for), so rows above it are dropped and memory stays a band."""
+
+    def __init__(self, size: tuple[int, int], has_alpha: bool, blocks: Iterator[np.ndarray], what: str):
+        self.size, self.has_alpha, self._blocks, self._what = size, has_alpha, blocks, what
+        self._buf = np.empty((4 if has_alpha else 3, 0, size[0]), np.float32)
+        self._y0 = 0
+
+    def close(self) -> None:
+        self._blocks.close()
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        if a < self._y0:
+            raise RuntimeError(f"row reader asked for row {a} after dropping rows above {self._y0}")
+        self._buf, self._y0 = self._buf[:, a - self._y0:], a
+        while self._y0 + self._buf.shape[1] < b:
+            try:
+                block = next(self._blocks)
+            except StopIteration:
+                raise ImageError(f"{self._what}: truncated image (no rows past {self._y0 + self._buf.shape[1]})") from None
+            self._buf = np.concatenate([self._buf, block], axis=1)
+        return self._buf[:, :b - a]
+
+
+def open_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int = 0) -> RowReader | None:
+    """A row reader for the open file ``f``, or None where it must be decoded whole or has
+    fewer than ``min_pixels``. Sizes are checked on the header first, as for a whole read (less
+    the bytes a whole decode takes)."""
+    reader = _tiff_rows(f, path, limits) if is_tiff(f) else _vips_rows(f, path, limits)
+    if reader is not None and reader.size[0] * reader.size[1] < min_pixels:
+        reader.close()
+        return None
+    return reader
+
+
+def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int, np.ndarray], None]) -> None:
+    """Resize the reader's image to ``size`` (width, height) strip by strip, clamped to [0, 1]
+    (Lanczos overshoots): ``write(y0, block)`` gets (C, rows, width) float32."""
+    w0, h0 = reader.size
+
+    def clamped(y0: int, block: np.ndarray) -> None:
+        write(y0, np.clip(block, 0.0, 1.0, out=block))
+
+    if (w0, h0) == tuple(size):
+        for y0 in range(0, h0, 64):
+            clamped(y0, np.array(reader.rows(y0, min(h0, y0 + 64))))
+    else:
+        resize_strips(reader.rows, (h0, w0), (size[1], size[0]), clamped)
+
+
+def _to_channels(bands: list, peak: float, alpha) -> np.ndarray:
+    """Bands of one block of rows → (3 or 4, n, W) float32, as a whole read maps them."""
+    scale = np.float32(1.0 / peak)
+    planes = [np.multiply(np.asarray(b), scale, dtype=np.float32) for b in bands[:3]]
+    planes += [planes[0]] * (3 - len(planes))
+    if alpha is not None:
+        planes.append(np.multiply(np.asarray(alpha), scale, dtype=np.float32))
+    return np.stack(planes)
+
+
+def _tiff_rows(f: BinaryIO, path: Path, limits: Limits) -> RowReader | None:
+    import tifffile
+
+    try:
+        tf = tifffile.TiffFile(f)
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+    try:
+        head = tiff_header(tf, path, limits, whole=False)
+    except DECODE_ERRORS as e:
+        tf.close()
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+    except ImageError:
+        tf.close()
+        raise
+    page = head.page
+    if getattr(page, "imagedepth", 1) != 1:
+        tf.close()
+        return None
+    probe = _tiff_channels(np.zeros((1, 1, page.samplesperpixel), page.dtype), head)
+    return RowReader((page.imagewidth, page.imagelength), probe.shape[0] == 4, _tiff_blocks(tf, head, path),
+                     str(path))
+
+
+def _tiff_channels(block: np.ndarray, head: TiffLayout) -> np.ndarray:
+    bands, peak, alpha = tiff_array_bands(block, head.photometric, head.colormap)
+    return _to_channels(bands, peak, alpha)
+
+
+def _tiff_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
+    """One row of tiles (or one strip) after another, decoded and mapped to float channels."""
+    page, fh = head.page, tf.filehandle
+    w, h, samples = page.imagewidth, page.imagelength, page.samplesperpixel
+    tall = page.tilelength if page.is_tiled else min(page.rowsperstrip or h, h)
+    wide = page.tilewidth if page.is_tiled else w
+    across, down = -(-w // wide), -(-h // tall)
+    planes = samples if head.planar else 1
+    try:
+        for r in range(down):
+            n = min(tall, h - r * tall)
+            block = np.zeros((n, w, samples), page.dtype)
+            for p in range(planes):
+                for c in range(across):
+                    i = (p * down + r) * across + c
+                    data = None
+                    if page.databytecounts[i]:
+                        fh.seek(page.dataoffsets[i])
+                        data = fh.read(page.databytecounts[i])
+                    seg = page.decode(data, i, jpegtables=page.jpegtables)[0]
+                    if seg is None:
+                        continue  # a sparse segment: zeros, as tifffile fills it
+                    seg = seg[0, :n, :min(wide, w - c * wide)]
+                    block[:, c * wide:c * wide + seg.shape[1], p if head.planar else slice(None)] = \
+                        seg[..., 0] if head.planar else seg
+            yield _tiff_channels(block, head)
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+    finally:
+        tf.close()
+
+
+def _vips_rows(f: BinaryIO, path: Path, limits: Limits) -> RowReader | None:
+    try:
+        import pyvips
+    except (ImportError, OSError):  # no libvips on this platform: read whole, as before
+        return None
+    pyvips.cache_set_max(0)  # a pipeline is used once; its cache would hold decoded rows
+    fd = f.fileno()
+    os.lseek(fd, 0, os.SEEK_SET)
+    try:
+        im = pyvips.Image.new_from_source(pyvips.Source.new_from_descriptor(fd), "", access="sequential",
+                                          fail_on="truncated")
+        loader = str(im.get("vips-loader"))
+        turned = im.get_typeof("orientation") != 0 and im.get("orientation") not in (0, 1)
+    except pyvips.Error:
+        return None  # not a format libvips streams: the whole read says what is wrong with it
+    if (not loader.startswith(VIPS_LOADERS) or im.format != "uchar" or im.bands not in (1, 2, 3, 4)
+            or im.interpretation not in ("srgb", "b-w") or turned):
+        return None
+    limits.check_decode(path, im.width, im.height, im.width * im.height * im.bands, f"{loader} {im.bands} x uint8",
+                        whole=False)
+    return RowReader((im.width, im.height), im.bands in (2, 4), _vips_blocks(im, path, pyvips.Error), str(path))
+
+
+def _vips_blocks(im, path: Path, vips_error: type) -> Iterator[np.ndarray]:
+    import pyvips
+
+    region = pyvips.Region.new(im)
+    colour = 1 if im.bands <= 2 else 3
+    try:
+        for y0 in range(0, im.height, CHUNK_ROWS):
+            n = min(CHUNK_ROWS, im.height - y0)
+            a = np.frombuffer(region.fetch(0, y0, im.width, n), np.uint8).reshape(n, im.width, im.bands)
+            alpha = a[..., colour] if im.bands in (2, 4) else None
+            yield _to_channels([a[..., c] for c in range(colour)], 255.0, alpha)
+    except vips_error as e:
+        raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None

@@ -1,0 +1,87 @@
+"""TIFF pages into bands: the layout checked on the header, samples of any type mapped to [0, 1].
+
+Shared by the whole-image reader (:mod:`stylize.imageio`) and the row reader
+(:mod:`stylize.image_rows`): the mapping of a sample to a value is one function applied to the
+whole image or to a band of its rows, so both give the same pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error
+
+Bands = tuple[list, float, object]  # (colour bands: 1 or 3, full scale, alpha band or None)
+
+
+@dataclass
+class TiffLayout:
+    page: object  # tifffile.TiffPage: the first page, the one we read
+    shape: tuple
+    planar: bool
+    photometric: int
+    colormap: np.ndarray | None  # (3, 2**bits) for a palette image
+
+
+def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayout:
+    """The first page's layout, sample type and sizes, checked before decoding (``whole``:
+    decoded at once, so its bytes count against the limit)."""
+    page = tf.pages[0]
+    w, h, shape, dtype = page.imagewidth, page.imagelength, tuple(page.shape), page.dtype
+    planar, samples = page.planarconfig == 2, page.samplesperpixel
+    if dtype is None or dtype.kind not in "buif":
+        raise ImageError(f"{path}: unsupported TIFF sample format ({page.sampleformat}, {page.bitspersample} bits)")
+    if shape != ((h, w) if samples == 1 else (samples, h, w) if planar else (h, w, samples)) or samples > 5:
+        raise ImageError(f"{path}: unsupported TIFF layout {shape}")
+    colormap = page.colormap if page.photometric == 3 else None
+    if page.photometric == 3 and not (isinstance(colormap, np.ndarray) and colormap.ndim == 2
+                                      and colormap.shape[0] == 3 and colormap.shape[1] > 0):
+        raise ImageError(f"{path}: corrupt TIFF palette")
+    limits.check_decode(path, w, h, int(np.prod(shape)) * dtype.itemsize, f"{samples} x {dtype}", whole)
+    ends = np.asarray(page.dataoffsets, np.uint64) + np.asarray(page.databytecounts, np.uint64)
+    if ends.size and int(ends.max()) > limits.file_bytes:  # tifffile would allocate what a strip claims
+        raise ImageError(f"{path}: truncated or corrupt TIFF (image data runs past the end of the file)")
+    return TiffLayout(page, shape, planar, int(page.photometric), colormap)
+
+
+def tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> Bands:
+    """Any TIFF tifffile reads (BigTIFF, 16-bit, signed and float samples, LZW/deflate/JPEG/
+    CCITT through imagecodecs), first page."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(f) as tf:
+            head = tiff_header(tf, path, limits)
+            a = head.page.asarray()
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+    if a.shape != head.shape:
+        raise ImageError(f"{path}: truncated or corrupt TIFF (decoded {a.shape}, header says {head.shape})")
+    a = a[..., None] if a.ndim == 2 else np.moveaxis(a, 0, -1) if head.planar else a
+    return tiff_array_bands(a, head.photometric, head.colormap)
+
+
+def tiff_array_bands(a: np.ndarray, photometric: int, colormap: np.ndarray | None) -> Bands:
+    """(H, W, S) samples → bands. Signed integers map their whole range onto [0, 1] (so
+    int16 -32768 is black, not clipped to it); min-is-white is inverted; a palette applied."""
+    bilevel = a.dtype == bool
+    a = a.view(np.uint8) if bilevel else a
+    if photometric == 3 and colormap is not None and a.shape[2] == 1:  # palette
+        a = np.take(colormap.T, a[..., 0], axis=0, mode="clip")
+    offset, peak = 0.0, 1.0
+    if a.dtype.kind in "ui" and not bilevel:
+        info = np.iinfo(a.dtype)
+        offset, peak = float(info.min), float(info.max) - float(info.min)
+    if photometric == 0 and a.dtype.kind in "ui":  # min-is-white
+        a = np.uint8(peak) - a if a.dtype == np.uint8 else peak + offset - a.astype(np.float32)
+    bands = [a[..., c] if a.dtype == np.uint8 else
+             np.clip(np.nan_to_num(a[..., c].astype(np.float32) - np.float32(offset)), 0, peak)
+             for c in range(a.shape[2])]
+    if photometric == 5 and len(bands) >= 4:  # CMYK: ink coverage → light, as PIL converts it
+        ink = [b.astype(np.float32) / peak for b in bands[:4]]
+        bands = [(1 - c) * (1 - ink[3]) * peak for c in ink[:3]] + bands[4:]
+    alpha = bands.pop() if len(bands) in (2, 4) else None
+    return bands[:3], peak, alpha

@@ -1,0 +1,111 @@
+"""Decoding by rows gives the pixels of a whole read, for every layout it takes, and fails as
+a whole read fails: one line naming the file."""
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from stylize.image_guard import ImageError
+from stylize.image_rows import RowReader
+from stylize.imageio import _into_ram, read_image, read_by_rows
+
+pyvips = pytest.importorskip("pyvips", reason="libvips decodes JPEG/PNG by rows (pyvips, pyvips-binary: dependencies)")
+
+
+def _pixels(h=301, w=457, seed=0) -> np.ndarray:
+    """Noise with smooth structure: JPEG keeps both, and the resampler sees real edges."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    smooth = np.stack([np.sin(x / 17.0 + c) * np.cos(y / 23.0 - c) for c in range(4)], -1) * 100 + 128
+    return np.clip(smooth + rng.normal(0, 20, (h, w, 4)), 0, 255).astype(np.uint8)
+
+
+def _write(kind: str, path, a: np.ndarray):
+    rgb, rgba = a[..., :3], a
+    if kind == "png-rgb":
+        Image.fromarray(rgb).save(path)
+    elif kind == "png-rgba":
+        Image.fromarray(rgba).save(path)
+    elif kind == "png-l":
+        Image.fromarray(a[..., 0]).save(path)
+    elif kind == "png-la":
+        Image.fromarray(a[..., :2], "LA").save(path)
+    elif kind == "png-palette-transparent":
+        Image.fromarray(rgb).convert("P").save(path, transparency=3)
+    elif kind == "jpeg":
+        Image.fromarray(rgb).save(path, quality=90)
+    elif kind == "jpeg-gray":
+        Image.fromarray(a[..., 0]).save(path, quality=90)
+    elif kind == "tiff-tiled-deflate":
+        tifffile.imwrite(path, rgb, tile=(64, 64), compression="zlib")
+    elif kind == "tiff-strips-rgba":
+        tifffile.imwrite(path, rgba, rowsperstrip=37, extrasamples=["unassalpha"])
+    elif kind == "tiff-planar":
+        tifffile.imwrite(path, np.moveaxis(rgb, -1, 0), planarconfig="separate", rowsperstrip=50, photometric="rgb")
+    elif kind == "tiff-16bit-tiled":
+        tifffile.imwrite(path, rgb.astype(np.uint16) * 257, tile=(32, 48))
+    elif kind == "tiff-float":
+        tifffile.imwrite(path, rgb.astype(np.float32) / 200, photometric="rgb")  # above 1: clipped, as a whole read does
+    elif kind == "tiff-int16-gray":
+        tifffile.imwrite(path, a[..., 0].astype(np.int16) * 100 - 12000)
+    elif kind == "tiff-jpeg-tiled":
+        tifffile.imwrite(path, rgb, tile=(64, 64), compression="jpeg", photometric="rgb")
+
+
+KINDS = ["png-rgb", "png-rgba", "png-l", "png-la", "png-palette-transparent", "jpeg", "jpeg-gray",
+         "tiff-tiled-deflate", "tiff-strips-rgba", "tiff-planar", "tiff-16bit-tiled", "tiff-float",
+         "tiff-int16-gray", "tiff-jpeg-tiled"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("long_side", [None, 1000, 200])
+def test_rows_give_the_pixels_of_a_whole_read(kind, long_side, tmp_path):
+    path = tmp_path / ("x.png" if kind.startswith("png") else "x.jpg" if kind.startswith("jpeg") else "x.tif")
+    _write(kind, path, _pixels())
+    whole = read_image(path, long_side)
+    got = []
+    assert read_by_rows(path, long_side, 10**9, _into_ram(got)), f"{kind} was not decoded by rows"
+    assert got[0].rgb.shape == whole.rgb.shape
+    assert np.array_equal(got[0].rgb, whole.rgb)
+    assert (got[0].alpha is None) == (whole.alpha is None)
+    if whole.alpha is not None:
+        assert np.array_equal(got[0].alpha, whole.alpha)
+
+
+def test_formats_libvips_would_map_differently_are_read_whole(tmp_path):
+    """16-bit PNG (Pillow keeps 8 bits of RGB), an EXIF rotation, GIF: whole, as before."""
+    a = _pixels()
+    Image.fromarray((a[..., 0].astype(np.uint16) * 257)).save(tmp_path / "g16.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(a[..., :3]).save(tmp_path / "turned.jpg", exif=exif)
+    Image.fromarray(a[..., :3]).save(tmp_path / "x.gif")
+    for name in ("g16.png", "turned.jpg", "x.gif"):
+        assert not read_by_rows(tmp_path / name, None, 10**9, _into_ram([])), name
+        assert read_image(tmp_path / name).rgb.shape[0] == 3
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_a_truncated_file_read_by_rows_is_one_line_naming_it(suffix, tmp_path):
+    path = tmp_path / f"cut{suffix}"
+    big = np.tile(_pixels(), (4, 4, 1))
+    if suffix == ".tif":
+        tifffile.imwrite(path, big[..., :3], tile=(64, 64), compression="zlib")
+    else:
+        Image.fromarray(big[..., :3]).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageError, match="cut"):
+        read_by_rows(path, None, 10**9, _into_ram([]), role="content")
+
+
+def test_the_reader_holds_a_band_not_the_image():
+    """Rows above the last request are dropped: a forward read holds what it was asked for."""
+    blocks = (np.full((3, 10, 5), float(i), np.float32) for i in range(100))
+    r = RowReader((5, 1000), False, blocks, "x")
+    for a in range(0, 990, 7):
+        band = r.rows(a, a + 10)
+        assert band.shape == (3, 10, 5) and band[0, 0, 0] == a // 10
+        assert r._buf.shape[1] <= 20
+    with pytest.raises(RuntimeError):
+        r.rows(0, 5)
