@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .resample import resize_strips, resized_strips
+from .resample import reduce_strips, resized_strips
 from .store import Store, read_rows
 
 # The screen size whose look ``auto`` keeps: the long side at which the paper's models give
@@ -95,7 +95,7 @@ def downscale(source: Store, size: tuple[int, int], kernel: str = KERNEL) -> np.
     def keep(y0: int, block: np.ndarray) -> None:
         out[:, y0:y0 + block.shape[1]] = block
 
-    resize_strips(lambda a, b: read_rows(source, a, b), source.shape[1:], size, keep, kernel)
+    reduce_strips(lambda a, b: read_rows(source, a, b), source.shape[1:], size, keep, kernel)
     return out
 
 

@@ -22,40 +22,30 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from stylize.engine.resample import resize_strips
+from stylize.engine.resample import ForwardRows, resize_strips
 
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff
 from .tiff_read import TiffLayout, tiff_array_bands, tiff_header
 
 STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
 CHUNK_ROWS = 256  # rows libvips decodes per request
+BAND_BYTES = 128 << 20  # input rows one output strip may span (the strip height never changes a pixel)
 VIPS_LOADERS = ("jpegload", "pngload")
 
 
-class RowReader:
+class RowReader(ForwardRows):
     """Rows of one image, top to bottom: ``rows(a, b)`` is (C, b - a, W) float32, C = 3, or 4
-    with alpha last, scaled to [0, 1] as a whole read scales them. ``a`` never moves back
-    (what the resampler asks for), so rows above it are dropped and memory stays a band."""
+    with alpha last, scaled to [0, 1] as a whole read scales them, one band held at a time."""
 
     def __init__(self, size: tuple[int, int], has_alpha: bool, blocks: Iterator[np.ndarray], what: str):
-        self.size, self.has_alpha, self._blocks, self._what = size, has_alpha, blocks, what
-        self._buf = np.empty((4 if has_alpha else 3, 0, size[0]), np.float32)
-        self._y0 = 0
-
-    def close(self) -> None:
-        self._blocks.close()
+        super().__init__(blocks)
+        self.size, self.has_alpha, self._what = size, has_alpha, what
 
     def rows(self, a: int, b: int) -> np.ndarray:
-        if a < self._y0:
-            raise RuntimeError(f"row reader asked for row {a} after dropping rows above {self._y0}")
-        self._buf, self._y0 = self._buf[:, a - self._y0:], a
-        while self._y0 + self._buf.shape[1] < b:
-            try:
-                block = next(self._blocks)
-            except StopIteration:
-                raise ImageError(f"{self._what}: truncated image (no rows past {self._y0 + self._buf.shape[1]})") from None
-            self._buf = np.concatenate([self._buf, block], axis=1)
-        return self._buf[:, :b - a]
+        try:
+            return super().rows(a, b)
+        except EOFError as e:
+            raise ImageError(f"{self._what}: truncated image ({e})") from None
 
 
 def open_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int = 0) -> RowReader | None:
@@ -80,8 +70,11 @@ def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int
     if (w0, h0) == tuple(size):
         for y0 in range(0, h0, 64):
             clamped(y0, np.array(reader.rows(y0, min(h0, y0 + 64))))
-    else:
-        resize_strips(reader.rows, (h0, w0), (size[1], size[0]), clamped)
+    else:  # a strip needs its rows times the scale, plus the kernel: strips get lower as that grows
+        scale = max(1.0, h0 / size[1])
+        rows = BAND_BYTES // (4 * 4 * w0) - int(6 * scale) - 1
+        strip = int(max(1, min(64, rows // scale)))
+        resize_strips(reader.rows, (h0, w0), (size[1], size[0]), clamped, strip=strip)
 
 
 def _to_channels(bands: list, peak: float, alpha) -> np.ndarray:

@@ -94,3 +94,23 @@ def test_stroke_factor_and_split():
     for bad in ("0.5", "big", float("nan")):
         with pytest.raises(ValueError):
             parse_stroke_scale(bad)
+
+
+def test_reduction_across_first_is_the_resize_and_independent_of_strips():
+    """Stroke scale's working image is reduced across first (a 1 GP strip would span a GB of
+    rows otherwise): the same resize to float rounding, and the same pixels at any strip height."""
+    from stylize.engine.resample import reduce_strips, resize
+
+    rng = np.random.default_rng(3)
+    image = rng.random((3, 517, 389)).astype(np.float32)
+    for kernel, out_hw in (("lanczos3", (41, 30)), ("bicubic", (130, 97)), ("linear", (17, 200))):
+        whole = resize(image, out_hw, kernel)
+        runs = []
+        for strip, chunk in ((64, 16), (5, 3), (1, 100)):
+            out = np.empty_like(whole)
+            reduce_strips(lambda a, b: image[:, a:b], image.shape[1:], out_hw,
+                          lambda y0, block: out.__setitem__((slice(None), slice(y0, y0 + block.shape[1])), block),
+                          kernel, strip=strip, chunk=chunk)
+            runs.append(out)
+        assert np.abs(runs[0] - whole).max() < 1e-5, kernel
+        assert all(np.array_equal(runs[0], r) for r in runs[1:]), kernel
