@@ -120,6 +120,9 @@ def _tiff_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
     """One row of tiles (or one strip) after another, decoded and mapped to float channels."""
     page, fh = head.page, tf.filehandle
     w, h, samples = page.imagewidth, page.imagelength, page.samplesperpixel
+    if _raw_rows(page, head):
+        yield from _raw_blocks(tf, head, path)
+        return
     tall = page.tilelength if page.is_tiled else min(page.rowsperstrip or h, h)
     wide = page.tilewidth if page.is_tiled else w
     across, down = -(-w // wide), -(-h // tall)
@@ -144,6 +147,36 @@ def _tiff_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
             yield _tiff_channels(block, head)
     except DECODE_ERRORS as e:
         raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+    finally:
+        tf.close()
+
+
+def _raw_rows(page, head: TiffLayout) -> bool:
+    """Uncompressed chunky strips of whole bytes (often one strip for the whole image): rows
+    are read straight from the file, not a strip at a time."""
+    return (not page.is_tiled and page.compression == 1 and not head.planar and page.dtype != bool
+            and page.bitspersample in (8, 16, 32, 64) and len(page.dataoffsets) > 0)
+
+
+def _raw_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
+    page, fh = head.page, tf.filehandle
+    w, h, samples = page.imagewidth, page.imagelength, page.samplesperpixel
+    dtype = page.dtype.newbyteorder(tf.byteorder)
+    row_bytes = w * samples * dtype.itemsize
+    per_strip = min(page.rowsperstrip or h, h)
+    try:
+        for y0 in range(0, h, CHUNK_ROWS):
+            n = min(CHUNK_ROWS, h - y0)
+            block = np.empty((n, w, samples), dtype)
+            for y in range(y0, y0 + n, 1):
+                if y == y0 or y % per_strip == 0:  # a contiguous run inside one strip
+                    run = min(y0 + n, (y // per_strip + 1) * per_strip) - y
+                    fh.seek(int(page.dataoffsets[y // per_strip]) + (y % per_strip) * row_bytes)
+                    data = fh.read(run * row_bytes)
+                    if len(data) != run * row_bytes:
+                        raise ImageError(f"{path}: truncated TIFF (strip {y // per_strip} ends early)")
+                    block[y - y0:y - y0 + run] = np.frombuffer(data, dtype).reshape(run, w, samples)
+            yield _tiff_channels(block.astype(page.dtype, copy=False), head)
     finally:
         tf.close()
 

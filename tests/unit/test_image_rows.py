@@ -48,13 +48,17 @@ def _write(kind: str, path, a: np.ndarray):
         tifffile.imwrite(path, rgb.astype(np.float32) / 200, photometric="rgb")  # above 1: clipped, as a whole read does
     elif kind == "tiff-int16-gray":
         tifffile.imwrite(path, a[..., 0].astype(np.int16) * 100 - 12000)
+    elif kind == "tiff-one-strip":
+        tifffile.imwrite(path, rgb, rowsperstrip=rgb.shape[0])
+    elif kind == "tiff-raw-strips-16bit-bigendian":
+        tifffile.imwrite(path, rgb.astype(">u2") * 257, rowsperstrip=100, byteorder=">")
     elif kind == "tiff-jpeg-tiled":
         tifffile.imwrite(path, rgb, tile=(64, 64), compression="jpeg", photometric="rgb")
 
 
 KINDS = ["png-rgb", "png-rgba", "png-l", "png-la", "png-palette-transparent", "jpeg", "jpeg-gray",
          "tiff-tiled-deflate", "tiff-strips-rgba", "tiff-planar", "tiff-16bit-tiled", "tiff-float",
-         "tiff-int16-gray", "tiff-jpeg-tiled"]
+         "tiff-int16-gray", "tiff-jpeg-tiled", "tiff-one-strip", "tiff-raw-strips-16bit-bigendian"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
