@@ -16,7 +16,6 @@ destination, so a read holds a few hundred rows whatever the image's size.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -24,12 +23,11 @@ import numpy as np
 
 from stylize.engine.resample import ForwardRows, resize_strips
 
-from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff
-from .tiff_read import TiffLayout, tiff_array_bands, tiff_header
+from .image_guard import ImageError, Limits, describe_error, is_tiff
+from .tiff_read import TiffLayout, tiff_array_bands, tiff_errors, tiff_header
 
 STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
 CHUNK_ROWS = 256  # rows libvips decodes per request
-BAND_BYTES = 128 << 20  # input rows one output strip may span (the strip height never changes a pixel)
 VIPS_LOADERS = ("jpegload", "pngload")
 
 
@@ -52,11 +50,7 @@ def open_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int = 0) -> R
     """A row reader for the open file ``f``, or None where it must be decoded whole or has
     fewer than ``min_pixels``. Sizes are checked on the header first, as for a whole read (less
     the bytes a whole decode takes)."""
-    reader = _tiff_rows(f, path, limits) if is_tiff(f) else _vips_rows(f, path, limits)
-    if reader is not None and reader.size[0] * reader.size[1] < min_pixels:
-        reader.close()
-        return None
-    return reader
+    return (_tiff_rows if is_tiff(f) else _vips_rows)(f, path, limits, min_pixels)
 
 
 def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int, np.ndarray], None]) -> None:
@@ -70,11 +64,8 @@ def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int
     if (w0, h0) == tuple(size):
         for y0 in range(0, h0, 64):
             clamped(y0, np.array(reader.rows(y0, min(h0, y0 + 64))))
-    else:  # a strip needs its rows times the scale, plus the kernel: strips get lower as that grows
-        scale = max(1.0, h0 / size[1])
-        rows = BAND_BYTES // (4 * 4 * w0) - int(6 * scale) - 1
-        strip = int(max(1, min(64, rows // scale)))
-        resize_strips(reader.rows, (h0, w0), (size[1], size[0]), clamped, strip=strip)
+    else:
+        resize_strips(reader.rows, (h0, w0), (size[1], size[0]), clamped)
 
 
 def _to_channels(bands: list, peak: float, alpha) -> np.ndarray:
@@ -87,23 +78,19 @@ def _to_channels(bands: list, peak: float, alpha) -> np.ndarray:
     return np.stack(planes)
 
 
-def _tiff_rows(f: BinaryIO, path: Path, limits: Limits) -> RowReader | None:
+def _tiff_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowReader | None:
     import tifffile
 
-    try:
+    with tiff_errors(path):
         tf = tifffile.TiffFile(f)
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
     try:
-        head = tiff_header(tf, path, limits, whole=False)
-    except DECODE_ERRORS as e:
-        tf.close()
-        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+        with tiff_errors(path):
+            head = tiff_header(tf, path, limits, whole=False)
     except ImageError:
         tf.close()
         raise
     page = head.page
-    if getattr(page, "imagedepth", 1) != 1:
+    if getattr(page, "imagedepth", 1) != 1 or page.imagewidth * page.imagelength < min_pixels:
         tf.close()
         return None
     probe = _tiff_channels(np.zeros((1, 1, page.samplesperpixel), page.dtype), head)
@@ -117,94 +104,94 @@ def _tiff_channels(block: np.ndarray, head: TiffLayout) -> np.ndarray:
 
 
 def _tiff_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
-    """One row of tiles (or one strip) after another, decoded and mapped to float channels."""
-    page, fh = head.page, tf.filehandle
-    w, h, samples = page.imagewidth, page.imagelength, page.samplesperpixel
-    if _raw_rows(page, head):
-        yield from _raw_blocks(tf, head, path)
-        return
-    tall = page.tilelength if page.is_tiled else min(page.rowsperstrip or h, h)
-    wide = page.tilewidth if page.is_tiled else w
-    across, down = -(-w // wide), -(-h // tall)
-    planes = samples if head.planar else 1
+    """Bands of rows, top to bottom, decoded and mapped to float channels; the file closed after."""
     try:
-        for r in range(down):
-            n = min(tall, h - r * tall)
-            block = np.zeros((n, w, samples), page.dtype)
-            for p in range(planes):
-                for c in range(across):
-                    i = (p * down + r) * across + c
-                    data = None
-                    if page.databytecounts[i]:
-                        fh.seek(page.dataoffsets[i])
-                        data = fh.read(page.databytecounts[i])
-                    seg = page.decode(data, i, jpegtables=page.jpegtables)[0]
-                    if seg is None:
-                        continue  # a sparse segment: zeros, as tifffile fills it
-                    seg = seg[0, :n, :min(wide, w - c * wide)]
-                    block[:, c * wide:c * wide + seg.shape[1], p if head.planar else slice(None)] = \
-                        seg[..., 0] if head.planar else seg
-            yield _tiff_channels(block, head)
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+        with tiff_errors(path):
+            for block in (_raw_blocks if _raw_rows(head) else _segment_blocks)(tf, head, path):
+                yield _tiff_channels(block, head)
     finally:
         tf.close()
 
 
-def _raw_rows(page, head: TiffLayout) -> bool:
+def _segment_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
+    """One row of tiles (or one strip) after another, through tifffile's segment decoder."""
+    page, fh = head.page, tf.filehandle
+    w, h, samples = page.imagewidth, page.imagelength, page.samplesperpixel
+    tall = page.tilelength if page.is_tiled else min(page.rowsperstrip or h, h)
+    wide = page.tilewidth if page.is_tiled else w
+    across, down = -(-w // wide), -(-h // tall)
+    for r in range(down):
+        n = min(tall, h - r * tall)
+        block = np.zeros((n, w, samples), page.dtype)
+        for p in range(samples if head.planar else 1):
+            for c in range(across):
+                i = (p * down + r) * across + c
+                data = None
+                if page.databytecounts[i]:
+                    fh.seek(page.dataoffsets[i])
+                    data = fh.read(page.databytecounts[i])
+                seg = page.decode(data, i, jpegtables=page.jpegtables)[0]
+                if seg is None:
+                    continue  # a sparse segment: zeros, as tifffile fills it
+                seg = seg[0, :n, :min(wide, w - c * wide)]
+                block[:, c * wide:c * wide + seg.shape[1], p if head.planar else slice(None)] = \
+                    seg[..., 0] if head.planar else seg
+        yield block
+
+
+def _raw_rows(head: TiffLayout) -> bool:
     """Uncompressed chunky strips of whole bytes (often one strip for the whole image): rows
     are read straight from the file, not a strip at a time."""
+    page = head.page
     return (not page.is_tiled and page.compression == 1 and not head.planar and page.dtype != bool
             and page.bitspersample in (8, 16, 32, 64) and len(page.dataoffsets) > 0)
 
 
 def _raw_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
+    """``CHUNK_ROWS`` rows at a time, each a run of reads, one per strip it crosses."""
     page, fh = head.page, tf.filehandle
     w, h, samples = page.imagewidth, page.imagelength, page.samplesperpixel
-    dtype = page.dtype.newbyteorder(tf.byteorder)
-    row_bytes = w * samples * dtype.itemsize
+    stored = page.dtype.newbyteorder(tf.byteorder)
+    row_bytes = w * samples * stored.itemsize
     per_strip = min(page.rowsperstrip or h, h)
-    try:
-        for y0 in range(0, h, CHUNK_ROWS):
-            n = min(CHUNK_ROWS, h - y0)
-            block = np.empty((n, w, samples), dtype)
-            for y in range(y0, y0 + n, 1):
-                if y == y0 or y % per_strip == 0:  # a contiguous run inside one strip
-                    run = min(y0 + n, (y // per_strip + 1) * per_strip) - y
-                    fh.seek(int(page.dataoffsets[y // per_strip]) + (y % per_strip) * row_bytes)
-                    data = fh.read(run * row_bytes)
-                    if len(data) != run * row_bytes:
-                        raise ImageError(f"{path}: truncated TIFF (strip {y // per_strip} ends early)")
-                    block[y - y0:y - y0 + run] = np.frombuffer(data, dtype).reshape(run, w, samples)
-            yield _tiff_channels(block.astype(page.dtype, copy=False), head)
-    finally:
-        tf.close()
+    for y0 in range(0, h, CHUNK_ROWS):
+        y1 = min(h, y0 + CHUNK_ROWS)
+        block = np.empty((y1 - y0, w, samples), page.dtype)
+        y = y0
+        while y < y1:
+            strip, first = divmod(y, per_strip)
+            run = min(y1, (strip + 1) * per_strip) - y
+            fh.seek(int(page.dataoffsets[strip]) + first * row_bytes)
+            data = fh.read(run * row_bytes)
+            if len(data) != run * row_bytes:
+                raise ImageError(f"{path}: truncated TIFF (strip {strip} ends early)")
+            block[y - y0:y - y0 + run] = np.frombuffer(data, stored).reshape(run, w, samples)
+            y += run
+        yield block
 
 
-def _vips_rows(f: BinaryIO, path: Path, limits: Limits) -> RowReader | None:
+def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowReader | None:
     try:
         import pyvips
     except (ImportError, OSError):  # no libvips on this platform: read whole, as before
         return None
     pyvips.cache_set_max(0)  # a pipeline is used once; its cache would hold decoded rows
-    fd = f.fileno()
-    os.lseek(fd, 0, os.SEEK_SET)
-    try:
-        im = pyvips.Image.new_from_source(pyvips.Source.new_from_descriptor(fd), "", access="sequential",
+    try:  # its own descriptor: ours keeps its offset for a whole read if libvips declines
+        im = pyvips.Image.new_from_source(pyvips.Source.new_from_file(str(path)), "", access="sequential",
                                           fail_on="truncated")
         loader = str(im.get("vips-loader"))
         turned = im.get_typeof("orientation") != 0 and im.get("orientation") not in (0, 1)
     except pyvips.Error:
         return None  # not a format libvips streams: the whole read says what is wrong with it
     if (not loader.startswith(VIPS_LOADERS) or im.format != "uchar" or im.bands not in (1, 2, 3, 4)
-            or im.interpretation not in ("srgb", "b-w") or turned):
+            or im.interpretation not in ("srgb", "b-w") or turned or im.width * im.height < min_pixels):
         return None
     limits.check_decode(path, im.width, im.height, im.width * im.height * im.bands, f"{loader} {im.bands} x uint8",
                         whole=False)
-    return RowReader((im.width, im.height), im.bands in (2, 4), _vips_blocks(im, path, pyvips.Error), str(path))
+    return RowReader((im.width, im.height), im.bands in (2, 4), _vips_blocks(im, path), str(path))
 
 
-def _vips_blocks(im, path: Path, vips_error: type) -> Iterator[np.ndarray]:
+def _vips_blocks(im, path: Path) -> Iterator[np.ndarray]:
     import pyvips
 
     region = pyvips.Region.new(im)
@@ -215,5 +202,5 @@ def _vips_blocks(im, path: Path, vips_error: type) -> Iterator[np.ndarray]:
             a = np.frombuffer(region.fetch(0, y0, im.width, n), np.uint8).reshape(n, im.width, im.bands)
             alpha = a[..., colour] if im.bands in (2, 4) else None
             yield _to_channels([a[..., c] for c in range(colour)], 255.0, alpha)
-    except vips_error as e:
+    except pyvips.Error as e:
         raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None

@@ -79,7 +79,7 @@ def load_into_store(path: str | os.PathLike, long_side: int | None, max_pixels: 
 
     if read_by_rows(path, long_side, max_pixels, sink, role=role):
         return made[0], made[1]
-    src = read_image(path, None, max_pixels, role=role)
+    src = read_image(path, None, max_pixels, role=role, by_rows=False)  # rows were tried above
     h0, w0 = src.rgb.shape[1:]
     w, h = target_size(w0, h0, long_side)
     rgb = _fill(stores(3, h, w), src.rgb)

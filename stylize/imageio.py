@@ -31,7 +31,7 @@ from stylize.engine.resample import resize
 
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
 from .image_rows import STREAM_ABOVE, open_rows, resample_rows
-from .tiff_read import Bands, tiff_bands, tiff_header
+from .tiff_read import Bands, tiff_bands, tiff_errors, tiff_header
 
 DEFAULT_MAX_PIXELS = 200_000_000  # 16K (133 MP) fits; a decompression bomb does not
 RESOLUTIONS = {"1k": 1024, "2k": 2048, "4k": 3840, "8k": 7680, "16k": 15360, "32k": 30720}
@@ -155,12 +155,9 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
         if is_tiff(f):
             import tifffile
 
-            try:
-                with tifffile.TiffFile(f) as tf:
-                    page = tiff_header(tf, path, limits).page
-                    size = page.imagewidth, page.imagelength
-            except DECODE_ERRORS as e:
-                raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+            with tiff_errors(path), tifffile.TiffFile(f) as tf:
+                page = tiff_header(tf, path, limits).page
+                size = page.imagewidth, page.imagelength
         else:
             im = _pil_header(f, path, limits)
             try:
@@ -174,35 +171,40 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
 
 
 def read_image(path: str | os.PathLike, long_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-               role: str | None = None, max_bytes: int | None = None) -> LoadedImage:
+               role: str | None = None, max_bytes: int | None = None, by_rows: bool = True) -> LoadedImage:
     """Decode, orient (EXIF), convert to RGB float and resize so the long side is ``long_side``.
 
     ``role`` ("content", "style") prefixes error messages, so the user knows which file failed.
-    A decode may allocate ``DECODE_BYTES_PER_PIXEL`` bytes per pixel of ``max_pixels``, and at
-    most ``max_bytes`` when given (the memory budget, ``--max-memory``).
+    A source over ``STREAM_ABOVE`` pixels is decoded by rows where its format allows it
+    (``by_rows``); otherwise a decode may allocate ``DECODE_BYTES_PER_PIXEL`` bytes per pixel
+    of ``max_pixels``, and at most ``max_bytes`` when given (the memory budget, ``--max-memory``).
     """
     with _as(role):
-        return _read_image(Path(path), long_side, max_pixels, max_bytes)
+        return _read_image(Path(path), long_side, max_pixels, max_bytes, by_rows)
 
 
 def read_by_rows(path: str | os.PathLike, long_side: int | None, max_pixels: int, sink: RowSink, role: str | None = None,
-              max_bytes: int | None = None, min_pixels: int = 0) -> bool:
+                 max_bytes: int | None = None) -> bool:
     """Decode ``path`` by rows (:mod:`stylize.image_rows`), resized so its long side is
     ``long_side``, into ``sink(width, height, has_alpha)``, which returns ``write(y0, block)``
     for (3 or 4, rows, width) float32 blocks, alpha last. False, with nothing written, where
-    the file must be read whole (:func:`read_image`) or has fewer than ``min_pixels``."""
+    the file must be read whole (then ``read_image(..., by_rows=False)``)."""
     path = Path(path)
     with _as(role), open_regular(path) as f, quiet_decoders():
-        limits = Limits.of(max_pixels, max_bytes, f.size)
-        reader = open_rows(f, path, limits, min_pixels)
-        if reader is None:
-            return False
-        try:
-            size = target_size(*reader.size, long_side)
-            limits.check_pixels(path, *size, "requested output")
-            resample_rows(reader, size, sink(*size, reader.has_alpha))
-        finally:
-            reader.close()
+        return _rows_into(f, path, Limits.of(max_pixels, max_bytes, f.size), long_side, sink)
+
+
+def _rows_into(f: BinaryIO, path: Path, limits: Limits, long_side: int | None, sink: RowSink,
+               min_pixels: int = 0) -> bool:
+    reader = open_rows(f, path, limits, min_pixels)
+    if reader is None:
+        return False
+    try:
+        size = target_size(*reader.size, long_side)
+        limits.check_pixels(path, *size, "requested output")
+        resample_rows(reader, size, sink(*size, reader.has_alpha))
+    finally:
+        reader.close()
     return True
 
 
@@ -219,12 +221,14 @@ def _into_ram(loaded: list) -> RowSink:
     return sink
 
 
-def _read_image(path: Path, long_side: int | None, max_pixels: int, max_bytes: int | None) -> LoadedImage:
-    loaded: list[LoadedImage] = []
-    if read_by_rows(path, long_side, max_pixels, _into_ram(loaded), max_bytes=max_bytes, min_pixels=STREAM_ABOVE):
-        return loaded[0]  # a large source: never decoded whole
+def _read_image(path: Path, long_side: int | None, max_pixels: int, max_bytes: int | None,
+                by_rows: bool) -> LoadedImage:
     with open_regular(path) as f, quiet_decoders():
         limits = Limits.of(max_pixels, max_bytes, f.size)
+        loaded: list[LoadedImage] = []
+        if by_rows and _rows_into(f, path, limits, long_side, _into_ram(loaded), STREAM_ABOVE):
+            return loaded[0]  # a large source: never decoded whole
+        f.seek(0)
         bands, peak, alpha_band = (tiff_bands if is_tiff(f) else _pil_bands)(f, path, limits)
     first = bands[0]
     w, h = first.size if isinstance(first, Image.Image) else (first.shape[1], first.shape[0])

@@ -6,15 +6,25 @@ whole image or to a band of its rows, so both give the same pixels.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error
 
 Bands = tuple[list, float, object]  # (colour bands: 1 or 3, full scale, alpha band or None)
+
+
+@contextmanager
+def tiff_errors(path: Path) -> Iterator[None]:
+    """What tifffile or a codec raises on hostile bytes, as one line naming the file."""
+    try:
+        yield
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
 
 
 @dataclass
@@ -52,12 +62,9 @@ def tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> Bands:
     CCITT through imagecodecs), first page."""
     import tifffile
 
-    try:
-        with tifffile.TiffFile(f) as tf:
-            head = tiff_header(tf, path, limits)
-            a = head.page.asarray()
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+    with tiff_errors(path), tifffile.TiffFile(f) as tf:
+        head = tiff_header(tf, path, limits)
+        a = head.page.asarray()
     if a.shape != head.shape:
         raise ImageError(f"{path}: truncated or corrupt TIFF (decoded {a.shape}, header says {head.shape})")
     a = a[..., None] if a.ndim == 2 else np.moveaxis(a, 0, -1) if head.planar else a
