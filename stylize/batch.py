@@ -1,4 +1,4 @@
-"""``stylize batch PHOTOS_DIR STYLE [STYLE ...] -o OUT_DIR``: a thin layer over :mod:`engine.batch_runner`
+"""``stylize batch PHOTOS_DIR STYLE [STYLE ...] -o OUT_DIR``: a thin layer over :mod:`stylize.batch_runner`
 (or, with ``--ray ADDRESS`` / ``--workers N``, over :mod:`stylize.batch_ray`: same plan, report and exit codes).
 
 Exit codes: 0 every pair done or already complete; 1 some pair failed (see the summary and

@@ -43,7 +43,8 @@ from stylize.engine.errors import UserError
 
 from .batch_files import Pair
 from .batch_ray_worker import ClusterError, PairWorker, Placement, place
-from .batch_runner import Batch, PairResult, Report
+from .batch_records import PairResult, Report
+from .batch_runner import Batch
 from .settings import Settings
 
 RAY_EXTRA = "pip install 'stylize[ray]'"

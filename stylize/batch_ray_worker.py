@@ -22,7 +22,8 @@ from stylize.engine.errors import UserError
 
 from .batch_files import Pair
 from .batch_pipeline import InlineWriter, SequentialReader, WriterThread
-from .batch_runner import Batch, PairResult, StyleCache, stylize_group
+from .batch_records import PairResult
+from .batch_runner import Batch, StyleCache, stylize_group
 from .imageio import ImageError
 from .settings import Settings
 

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from conftest import SHARED
 from stylize.batch import app
-from stylize.batch_runner import LOCK_NAME, Batch, BatchInterrupted, run_batch
+from stylize.batch_records import LOCK_NAME, BatchInterrupted
+from stylize.batch_runner import Batch, run_batch
 from stylize.api import stylize_file
 from stylize.settings import Settings
 from stylize.imageio import ImageError

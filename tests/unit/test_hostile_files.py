@@ -21,7 +21,7 @@ from PIL import Image
 
 from stylize.batch_files import find_photos, looks_like_image
 from stylize.batch_pipeline import WriterThread
-from stylize.batch_runner import LOCK_NAME, Report, exclusive
+from stylize.batch_records import LOCK_NAME, Report, exclusive
 from stylize.bench.fuzz import bombs, seed_images
 from stylize.imageio import ImageError, check_output_path, read_image, write_image
 
@@ -248,7 +248,7 @@ def test_report_lines_stay_whole_under_any_interleaving(tmp_path):
 HOLD = """
 import sys, time
 from pathlib import Path
-from stylize.batch_runner import exclusive
+from stylize.batch_records import exclusive
 with exclusive(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
