@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 import ray
@@ -154,11 +155,14 @@ def test_leaving_the_cluster_takes_rays_marks_off_the_process(monkeypatch):
     assert "PYTHONBREAKPOINT" not in os.environ
 
 
-def crashing_worker(photo_name: str) -> type:
-    """A worker whose process dies (as under a segfault or the OOM killer) on one photo, every time."""
+def crashing_worker(photo_name: str, log: Path) -> type:
+    """A worker whose process dies (as under a segfault or the OOM killer) on one photo, every
+    time; each attempt on that photo first appends a line to ``log``."""
     class Crashing(PairWorker):
         def group(self, group, *styles):
             if any(p.photo.name == photo_name for p in group):
+                with open(log, "a") as f:
+                    f.write("attempt\n")
                 os._exit(1)
             return super().group(group, *styles)
     return Crashing
@@ -166,9 +170,12 @@ def crashing_worker(photo_name: str) -> type:
 
 def test_a_pair_that_keeps_killing_its_worker_is_failed_after_bounded_attempts(cluster, folder, local, tmp_path):
     out = tmp_path / "out"
-    plan = RayBatch(folder, STYLES[:1], out, OPTS, workers=2, worker_class=crashing_worker("b.png"))
+    log = tmp_path / "attempts.log"
+    plan = RayBatch(folder, STYLES[:1], out, OPTS, workers=2, worker_class=crashing_worker("b.png", log))
     summary = plan.run()
-    assert plan.lost == MAX_ATTEMPTS
+    # b.png was tried exactly MAX_ATTEMPTS times; a loaded machine may lose a worker for some
+    # other reason too (a slow start), which the bound on b.png's attempts does not count.
+    assert log.read_text().count("attempt") == MAX_ATTEMPTS and plan.lost >= MAX_ATTEMPTS
     [failed] = [r for r in summary.failed if r.pair.photo.name == "b.png"]
     assert f"died {MAX_ATTEMPTS} times" in failed.reason and "rerun" in failed.reason
     assert len(summary.done) == 2 and len(records(out)) == 5 and not no_partials(out)
