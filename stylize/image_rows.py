@@ -8,11 +8,13 @@ destination, so a read holds a few hundred rows whatever the image's size.
 - TIFF (tiled or stripped, chunky or planar, any compression tifffile reads): one row of tiles
   or one strip at a time, through tifffile's own segment decoder, and the samples are mapped to
   [0, 1] by the same function as a whole read (:func:`stylize.tiff_read.tiff_array_bands`).
-- JPEG and 8-bit PNG: libvips (pyvips), as a decoder only, in sequential mode (demand-driven,
-  constant memory). Its decode is Pillow's bit for bit (both are libjpeg-turbo and libpng/zlib;
-  ``tests/test_image_rows.py`` checks it), and the resize stays ours, so an image gives the same
-  pixels whether it was read whole or by rows. Anything else (16-bit PNG, CMYK JPEG, an EXIF
-  rotation, GIF, WebP...) is read whole, as before, under the decode limits.
+- JPEG and PNG: libvips (pyvips), as a decoder only, in sequential mode (demand-driven,
+  constant memory). Its decode of JPEG and 8-bit PNG is Pillow's bit for bit (both are
+  libjpeg-turbo and libpng/zlib; ``tests/unit/test_image_rows.py`` checks it), and the resize
+  stays ours, so an image gives the same pixels whether it was read whole or by rows. A 16-bit
+  PNG is always read here, whatever its size: Pillow would keep only the high byte of its RGB.
+  Anything else (CMYK JPEG, an EXIF rotation, GIF, WebP...) is read whole, as before, under the
+  decode limits.
 """
 from __future__ import annotations
 
@@ -183,11 +185,14 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
         turned = im.get_typeof("orientation") != 0 and im.get("orientation") not in (0, 1)
     except pyvips.Error:
         return None  # not a format libvips streams: the whole read says what is wrong with it
-    if (not loader.startswith(VIPS_LOADERS) or im.format != "uchar" or im.bands not in (1, 2, 3, 4)
-            or im.interpretation not in ("srgb", "b-w") or turned or im.width * im.height < min_pixels):
+    deep = loader.startswith("pngload") and im.format == "ushort" and im.interpretation in ("rgb16", "grey16")
+    if (not loader.startswith(VIPS_LOADERS) or not (deep or im.format == "uchar") or im.bands not in (1, 2, 3, 4)
+            or not (deep or im.interpretation in ("srgb", "b-w")) or turned):
         return None
-    limits.check_decode(path, im.width, im.height, im.width * im.height * im.bands, f"{loader} {im.bands} x uint8",
-                        whole=False)
+    if not deep and im.width * im.height < min_pixels:  # a 16-bit PNG always: Pillow keeps 8 bits of its RGB
+        return None
+    limits.check_decode(path, im.width, im.height, im.width * im.height * im.bands * (2 if deep else 1),
+                        f"{loader} {im.bands} x {'uint16' if deep else 'uint8'}", whole=False)
     return RowReader((im.width, im.height), im.bands in (2, 4), _vips_blocks(im, path), str(path))
 
 
@@ -196,11 +201,12 @@ def _vips_blocks(im, path: Path) -> Iterator[np.ndarray]:
 
     region = pyvips.Region.new(im)
     colour = 1 if im.bands <= 2 else 3
+    dtype, peak = (np.uint16, 65535.0) if im.format == "ushort" else (np.uint8, 255.0)
     try:
         for y0 in range(0, im.height, CHUNK_ROWS):
             n = min(CHUNK_ROWS, im.height - y0)
-            a = np.frombuffer(region.fetch(0, y0, im.width, n), np.uint8).reshape(n, im.width, im.bands)
+            a = np.frombuffer(region.fetch(0, y0, im.width, n), dtype).reshape(n, im.width, im.bands)
             alpha = a[..., colour] if im.bands in (2, 4) else None
-            yield _to_channels([a[..., c] for c in range(colour)], 255.0, alpha)
+            yield _to_channels([a[..., c] for c in range(colour)], peak, alpha)
     except pyvips.Error as e:
         raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
