@@ -258,19 +258,60 @@ def _load_previous(path: Path) -> dict:
         return {}
 
 
+def _size(option: str, text: str) -> int:
+    from stylize.engine.memory import parse_size
+
+    try:
+        size = parse_size(text)
+    except ValueError as e:
+        raise UserError(f"{option}: {e}") from None
+    if size <= 0:
+        raise UserError(f"{option} must be positive, got '{text}'")
+    return size
+
+
+def _image_source(option: str, key_or_path: str, weights_dir: str | None) -> None:
+    """A file that is an image, or a registry key present here: what every cell will read."""
+    from stylize.imageio import probe_image
+    from stylize.models.weights import load_registry, resolve
+
+    if Path(key_or_path).is_file() or key_or_path not in load_registry():
+        probe_image(key_or_path, role=option.lstrip("-"))  # a missing or unreadable file: one line
+    else:
+        resolve(key_or_path, weights_dir, download=False)
+
+
+def check_options(opts: SuiteOptions) -> int | None:
+    """Every option checked before any cell runs (a bad one would fail every cell, or none
+    visibly); returns the memory cap in bytes for CPU cells (None: uncapped)."""
+    for option, value in (("--res", ",".join(split(opts.res))), ("--style-res", opts.style_res),
+                          ("--max-baseline-res", opts.max_baseline_res), ("--single-run-from", opts.single_run_from)):
+        for item in split(value or ""):
+            parse_resolution(item)
+    if not split(opts.res):
+        raise UserError("--res: no resolution given")
+    if not opts.timeout > 0:
+        raise UserError(f"--timeout must be positive, got {opts.timeout}")
+    if opts.max_memory is not None:
+        _size("--max-memory", opts.max_memory)
+    for option, value in (("--content", opts.content), ("--style", opts.style)):
+        _image_source(option, value, opts.weights_dir)
+    if not opts.memory_cap or opts.memory_cap == "none":
+        return None
+    return mem_available() if opts.memory_cap == "auto" else _size("--memory-cap", opts.memory_cap)
+
+
 def run_suite(opts: SuiteOptions, out: Path, log=print) -> dict:
     """Run the matrix into ``out`` (results.json, bench.md, two PNG plots); returns the results."""
+    from stylize.engine.atomic import output_folder
+
     from .report import machine_info, write_report
 
-    out.mkdir(parents=True, exist_ok=True)
+    cap = check_options(opts)
+    cells = build_matrix(opts, cap)
+    output_folder(out, "bench folder")
     path = out / "results.json"
     previous = _load_previous(path) if opts.append else {}
-    cap = None
-    if opts.memory_cap and opts.memory_cap != "none":
-        from stylize.engine.memory import parse_size
-
-        cap = mem_available() if opts.memory_cap == "auto" else parse_size(opts.memory_cap)
-    cells = build_matrix(opts, cap)
     ids = {cell_id(s) for s in cells}
     kept = [c for c in previous.get("cells", []) if c["id"] not in ids]
     run_info = {"command": scrub(opts.command), "started": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .errors import UserError
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -62,3 +64,18 @@ def remove_stale_parts(path: str | os.PathLike) -> int:
         except OSError:
             pass
     return removed
+
+
+def output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``path`` (and its parents) if missing and prove it writable, before any compute:
+    a folder that cannot take the results is one line, not a traceback after the work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: not a folder (the {what} must be one)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".stylize-probe-"):
+            pass
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the {what} there ({e.strerror or e})") from None
+    return path

@@ -41,7 +41,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from stylize.engine.geometry import LevelGeometry
-from stylize.engine.atomic import atomic_path
+from stylize.engine.atomic import atomic_path, output_folder
 from stylize.engine.errors import UserError
 from stylize.models.zoo import ModelFamily, ResolvedModel, resolve_model
 
@@ -119,10 +119,19 @@ class _Fp16Graph(nn.Module):
         return self.body(x.half()).float()
 
 
+def check_choices(precision: str, padding: str, opset: int = DEFAULT_OPSET) -> None:
+    """Each choice on its own line-worth of error, before any model loads."""
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if padding not in PADDINGS:
+        raise UserError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    if opset < 17:
+        raise UserError(f"opset must be >= 17, got {opset}")
+
+
 def exportable(seq: nn.Sequential, precision: str, padding: str) -> nn.Module:
     """A copy of an encoder or decoder rewritten for export; the original is untouched."""
-    if precision not in PRECISIONS or padding not in PADDINGS:
-        raise UserError(f"precision must be one of {PRECISIONS} and padding one of {PADDINGS}")
+    check_choices(precision, padding)
     body = copy.deepcopy(seq).float().eval()
     if padding == "slice":
         for i, m in enumerate(body):
@@ -163,8 +172,7 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
 def export_graph(seq: nn.Sequential, path: Path, *, model: ResolvedModel, level: int, part: str,
                  precision: str = "fp32", padding: str = "reflect", opset: int = DEFAULT_OPSET) -> ExportedFile:
     """Trace one encoder or decoder, fold, label, check (full) and write it atomically."""
-    if opset < 17:
-        raise UserError(f"opset must be >= 17, got {opset}")
+    check_choices(precision, padding, opset)
     family = model.family
     g = current_geometry(family, level, precision)
     side = max(64, 4 * g.stride)  # the trace size; verification runs at another one
@@ -214,8 +222,10 @@ def export_model(model: str | os.PathLike | ResolvedModel, out_dir: str | os.Pat
                  precision: str = "fp32", padding: str = "reflect", opset: int = DEFAULT_OPSET,
                  verify: bool = True) -> list[ExportedFile]:
     """Export encoder and decoder of each level into ``out_dir``; optionally verify against torch."""
+    check_choices(precision, padding, opset)
     model = resolve_model(model, levels, weights_dir)
     levels = tuple(levels or model.levels)
+    output_folder(out_dir, "export folder")
     out: list[ExportedFile] = []
     for level in levels:
         module = model.load((level,))[level]

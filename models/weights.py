@@ -147,7 +147,8 @@ def _download(entry: Entry, dest: Path) -> Path:
         os.replace(tmp, dest)
         return dest
     except (urllib.error.URLError, OSError) as e:
-        raise WeightsError(f"{entry.key}: download from {entry.url} failed: {e}") from None
+        raise WeightsError(f"{entry.key}: download from {entry.url} failed ({e}); offline, pass a folder "
+                           f"holding it with --weights-dir or ${ENV_PATH}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

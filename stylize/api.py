@@ -82,12 +82,12 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
     s = settings or Settings()
     styles = as_list(style)
     s.check_styles(len(styles))
-    out = check_output_path(output, inputs=(content, *styles))
+    out = check_output_path(output, inputs=(content, *styles, *([s.mask] if s.mask is not None else [])))
     s.check_output(out)
     w, h = probe_image(content, s.max_pixels, role="content", long_side=s.output_px)
+    check_writable(out, h, w, s.budget_bytes)
     if s.store == "ram" or (s.store == "auto" and fits_in_ram(h, w, s.budget_bytes)):
         return _stylize_in_ram(content, styles, out, s, stylizer, progress)
-    check_writable(out, h, w, s.budget_bytes)
     st = read_styles(styles, s)
     mask = read_mask(s.mask, (w, h), len(styles), s.max_pixels) if s.mask is not None else None  # checked first
     with scratch_folder(s.scratch, scratch_bytes(h, w)) as folder:

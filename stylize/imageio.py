@@ -252,8 +252,8 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when two paths name one file (resolved links, hard links included)."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # one is missing (or a link loop): compare where they point, never raising
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:

@@ -116,3 +116,26 @@ def test_stylize_bench_is_the_same_command(capsys):
     help_text = capsys.readouterr().out
     for option in ("--res", "--models", "--backends", "--modes", "--devices", "--max-baseline-res", "--out"):
         assert option in help_text
+
+
+def test_bad_options_are_one_line_before_any_cell(tmp_path, capsys):
+    from stylize.cli import main
+
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    cases = [(["--memory-cap", "xyz"], "--memory-cap: not a memory size: 'xyz'"),
+             (["--max-memory", "xyz"], "--max-memory: not a memory size: 'xyz'"),
+             (["--max-memory", "0"], "--max-memory must be positive"),
+             (["--content", str(tmp_path / "nope.jpg")], f"content {tmp_path / 'nope.jpg'}: no such file"),
+             (["--style", str(tmp_path / "notes.jpg")], f"style {tmp_path / 'notes.jpg'}: "),
+             (["--max-baseline-res", "foo"], "bad resolution 'foo'"),
+             (["--res", "256,huge"], "bad resolution 'huge'"),
+             (["--timeout", "-1"], "--timeout must be positive"),
+             (["--out", str(tmp_path / "file")], f"{tmp_path / 'file'}: not a folder")]
+    for args, want in cases:
+        out = ["--out", str(tmp_path / "out")] if "--out" not in args else []
+        with pytest.raises(SystemExit) as e:
+            main(["bench", "--res", "256", "--devices", "cpu", "-q", *out, *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith(f"error: {want}") and len(err.splitlines()) == 1, (args, err)
+        assert not (tmp_path / "out").exists(), args

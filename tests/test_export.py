@@ -258,7 +258,12 @@ def test_cli_exports_checked_files(tmp_path):
         for part in ("enc", "dec"):
             onnx.checker.check_model(str(tmp_path / onnx_filename("cd16x", part, level)), full_check=True)
     bad = CliRunner().invoke(app, ["--model", "cd16x", "-o", str(tmp_path), "--padding", "zeros"])
-    assert bad.exit_code == 2 and "error:" in bad.output
+    assert bad.exit_code == 2 and bad.output == "error: padding must be one of reflect, slice, got 'zeros'\n"
+    (tmp_path / "file").write_bytes(b"x")
+    for out, why in ((tmp_path / "file", "not a folder"), (tmp_path / "file" / "sub", "cannot write the export folder")):
+        bad = CliRunner().invoke(app, ["--model", "cd16x", "-o", str(out), "--levels", "1"])
+        assert bad.exit_code == 2 and bad.output.startswith(f"error: {out}: {why}"), bad.output
+        assert len(bad.output.splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------------- TensorRT

@@ -44,6 +44,25 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path):
         code, text = cli(photo, style, "-o", out, "-q")
         assert code == 2 and "is one of the input files" in text and len(text.strip().splitlines()) == 1, text
     assert {p: p.read_bytes() for p in (photo, style)} == before
+    mask = tmp_path / "mask.png"  # a mask is an input too
+    Image.new("L", (96, 64), 255).save(mask)
+    code, text = cli(photo, style, style, "--mask", mask, "-o", mask, "-q")
+    assert code == 2 and text.strip() == f"error: {mask}: is one of the input files; choose another output path", text
+    assert Image.open(mask).getextrema() == (255, 255)
+
+
+def test_a_link_loop_anywhere_is_one_line(tmp_path):
+    photo, style = small_photo(tmp_path / "photo.png"), small_photo(tmp_path / "style.png", (64, 64))
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(tmp_path / "loop2.png")
+    (tmp_path / "loop2.png").symlink_to(loop)
+    for args in ((loop, style), (photo, loop)):
+        code, text = cli(*args, "-o", tmp_path / "o.png", "-q")
+        assert code == 2 and text.strip() == "error: " + ("content" if args[0] == loop else "style") + \
+            f" {loop}: symbolic link loop", (args, text)
+        assert not (tmp_path / "o.png").exists()
+    code, text = cli(photo, style, "-o", loop, "-q")  # an output replaces the link, as any output does
+    assert code == 0 and loop.is_file() and not loop.is_symlink(), text
 
 
 @pytest.mark.parametrize("name", ["bomb.gif", "bomb.jpg", "bomb.tif"])

@@ -88,7 +88,14 @@ def test_disk_full_mid_run_is_one_line_and_leaves_nothing(tmp_path, monkeypatch)
 
 def test_jpeg_limits_are_checked_before_compute(tmp_path):
     code, text = run_cli(PHOTO, STYLE, "-o", tmp_path / "o.jpg", "--res", "70000", "--max-pixels", "5000000000")
-    assert code == 2 and "65535" in text, text
+    assert code == 2 and "65500" in text, text
+    # A thin strip whose output fits in RAM is refused before compute too (not by libjpeg after
+    # it), at libjpeg's own limit, 65500, not the format's 65535.
+    Image.fromarray(np.full((3, 500, 3), 128, np.uint8)).save(tmp_path / "strip.png")
+    code, text = run_cli(tmp_path / "strip.png", STYLE, "-o", tmp_path / "o.jpg", "--res", "65501")
+    assert code == 2 and text.strip() == (f"error: {tmp_path / 'o.jpg'}: JPEG cannot hold 65501x393 (sides up to "
+                                          "65500 px); write .png or .tif"), text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["strip.png"]
     with pytest.raises(UserError, match="encoded whole"):
         from stylize.image_stream import check_writable
 

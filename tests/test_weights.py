@@ -98,7 +98,8 @@ def test_download_of_corrupted_file_saves_nothing(server, tmp_path, no_local_cop
 
 
 def test_download_404_is_a_clear_error(server, tmp_path, no_local_copies):
-    with pytest.raises(WeightsError, match="enc2.pth: download from .* failed: HTTP Error 404"):
+    want = r"enc2.pth: download from .* failed \(HTTP Error 404.*--weights-dir or \$STYLIZE_WEIGHTS_PATH"
+    with pytest.raises(WeightsError, match=want):
         resolve(KEY, registry=_entry(f"{server}/missing.pth"))
     assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
 
