@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         from .allocator import reexec_with_tunables
 
         reexec_with_tunables("stylize.cli", sys.argv[1:])
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv) or ["--help"]  # bare `stylize`: what it takes
     commands = subcommands()
     if argv and argv[0] in commands:
         module, _, attr = commands[argv[0]].partition(":")
@@ -122,9 +122,29 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError as e:
             typer.echo(f"error: 'stylize {argv[0]}' is unavailable: {e}", err=True)
             raise SystemExit(2)
-        sub(args=argv[1:], prog_name=f"stylize {argv[0]}")
+        run_command(sub, argv[1:], f"stylize {argv[0]}")
     else:
-        app(args=argv, prog_name="stylize")
+        run_command(app, argv, "stylize")
+
+
+def run_command(command, args: list[str], prog: str) -> None:
+    """Run a typer app, its usage errors (a bad value, a missing argument, an unknown option)
+    in the one-line ``error:`` form of every other user mistake, exit 2."""
+    from .cli_options import one_line
+
+    try:
+        code = command(args=args, prog_name=prog, standalone_mode=False)
+    except typer.Abort:  # Ctrl-C before a command's own handler
+        typer.echo("interrupted: no output was written", err=True)
+        raise SystemExit(130) from None
+    except Exception as e:
+        # Click's usage errors (vendored by newer typer, so matched by what they offer)
+        if not (hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)):
+            raise
+        typer.echo(f"error: {one_line(e.format_message()).rstrip('.')} (see '{prog} --help')", err=True)
+        raise SystemExit(e.exit_code) from None
+    if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, here
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

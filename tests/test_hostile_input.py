@@ -198,3 +198,21 @@ def test_seeded_fuzz_every_case_is_ok_or_one_clean_line(measured):
     measured(summary.lines()[0])
     assert summary.acceptable, "\n".join(summary.lines())
     assert summary.counts["ok"] > 40 and summary.counts["clean"] > 200
+
+
+@pytest.mark.parametrize("args, want", [
+    (["--alpha", "abc"], "error: Invalid value for '--alpha': "),
+    (["--tile", "x"], "error: Invalid value for '--tile': "),
+    (["--no-such-option"], "error: No such option: --no-such-option"),
+    ([], None),  # CONTENT and STYLE given; below, STYLE is left out
+])
+def test_usage_errors_are_one_line_too(args, want, capsys):
+    from stylize.cli import main
+
+    argv = ["photo.jpg", "painting.jpg", *args] if want else ["photo.jpg"]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    first = want or "error: Missing argument 'STYLE...'"
+    assert e.value.code == 2 and err.startswith(first) and err.endswith("(see 'stylize --help')\n"), err
+    assert len(err.splitlines()) == 1
