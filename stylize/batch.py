@@ -70,12 +70,13 @@ def sigterm_as_interrupt():
 
 
 @app.command()
-@with_settings
+@with_settings(hidden=("style_weights",))  # each style is applied on its own
 def batch(
     photos_dir: Path = typer.Argument(..., metavar="PHOTOS_DIR", help="folder of photos (walked recursively)"),
     styles: List[Path] = typer.Argument(..., metavar="STYLE...", help="one or more paintings"),
-    out_dir: Path = typer.Option(..., "-o", "--output", help="output folder (created; mirrors PHOTOS_DIR)"),
-    fmt: str = typer.Option("png", "--format", help=f"output format: {', '.join(FORMATS)}"),
+    out_dir: Path = typer.Option(..., "-o", "--output", metavar="OUT_DIR",
+                                 help="output folder (created; mirrors PHOTOS_DIR)"),
+    fmt: str = typer.Option("png", "--format", help=f"output format: {', '.join(FORMATS)} (jpeg, tiff too)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="redo outputs that already exist (default: skip)"),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON-lines report, one line per pair "
                                           "(default OUT_DIR/batch-report.jsonl)"),

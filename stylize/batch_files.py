@@ -27,6 +27,7 @@ from .image_guard import ImageError, is_tiff, not_readable, open_regular, quiet_
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif",
                     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".heic", ".heif", ".avif"}
 FORMATS = {"png": ".png", "jpg": ".jpg", "tif": ".tif"}
+FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}  # the other spellings single runs take as suffixes
 
 
 def looks_like_image(path: Path) -> bool:
@@ -86,10 +87,13 @@ def check_styles(styles: list[Path]) -> list[Path]:
         raise ImageError("no STYLE given")
     by_stem: dict[str, Path] = {}
     for s in styles:
-        if not s.is_file():
-            raise ImageError(f"{s}: {'no such file' if not s.exists() else 'not a file'}")
+        why = not_readable(s)
+        if why:
+            raise ImageError(f"style {s}: {why}")
         if not looks_like_image(s):
-            raise ImageError(f"{s}: not an image (unrecognised or corrupt file)")
+            raise ImageError(f"style {s}: not an image (unrecognised or corrupt file)")
+        if s.stem in by_stem and os.path.samefile(s, by_stem[s.stem]):
+            raise ImageError(f"style {s}: given twice")
         if s.stem in by_stem:
             raise ImageError(f"styles {by_stem[s.stem]} and {s} share the name '{s.stem}', which names the "
                              "outputs: rename one")
@@ -114,6 +118,7 @@ class Pair:
 
 def plan_pairs(photos: list[Path], styles: list[Path], out_dir: Path, fmt: str) -> list[Pair]:
     """Every photo × every style, photo-major (a photo is read once for all its styles)."""
+    fmt = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
     if fmt not in FORMATS:
         raise ImageError(f"bad --format '{fmt}': use {', '.join(FORMATS)}")
     labels = photo_labels(photos)

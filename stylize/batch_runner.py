@@ -28,7 +28,7 @@ from stylize.engine.atomic import remove_stale_parts
 from stylize.engine.stylizer import Stylizer
 
 from .api import build_stylizer, stylize, stylize_file
-from .batch_files import Pair, check_styles, find_photos, plan_pairs
+from .batch_files import FORMAT_ALIASES, Pair, check_styles, find_photos, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
 from .batch_records import (REPORT_NAME, BatchInterrupted, BatchSummary, PairResult, Report, exclusive,
                             failure_reason)
@@ -83,15 +83,24 @@ class Batch:
                  stylizer: Stylizer | None = None):
         self.photos_dir, self.out_dir = Path(photos_dir), Path(out_dir)
         self.opts = opts or Settings()
+        fmt = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
         if not self.photos_dir.is_dir():
             raise ImageError(f"{self.photos_dir}: not a folder")
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ImageError(f"{self.out_dir}: not a folder (the output folder must be one)")
         if self.out_dir.resolve() == self.photos_dir.resolve():
             raise ImageError(f"{self.out_dir}: the output folder must not be the photo folder itself")
         if self.opts.bits == 16 and fmt != "tif":
             raise ImageError("16-bit output needs --format tif")
+        if report_path is not None and not Path(report_path).parent.is_dir():
+            raise ImageError(f"{report_path}: folder {Path(report_path).parent} does not exist")
         self.styles = check_styles([Path(s) for s in styles])
         found = find_photos(self.photos_dir, exclude=self.out_dir)
         self.ignored, self.unreadable = found.ignored, found.unreadable
+        if not found.photos:
+            others = len(found.ignored) + len(found.unreadable)
+            raise ImageError(f"{self.photos_dir}: no images in this folder" +
+                             (f" ({others} other file(s) there, none an image)" if others else ""))
         self.pairs = plan_pairs(found.photos, self.styles, self.out_dir, fmt)
         done = (lambda p: False) if overwrite else (lambda p: p.output.is_file())
         self.skipped = [p for p in self.pairs if done(p)]

@@ -65,20 +65,23 @@ def _bug() -> None:
           "traceback below", file=sys.stderr)
 
 
-def _option(f) -> inspect.Parameter:
+def _option(f, hidden: bool = False) -> inspect.Parameter:
     meta = f.metadata["cli"]
     kind = meta["kind"]
     default = f.default if f.default is not MISSING else None
     if isinstance(default, tuple):
         default = meta.get("default_text", ",".join(map(str, default)))
     annotation = kind if kind is bool or default is not None else Optional[kind]
-    option = typer.Option(default, meta["flag"], help=meta["help"])
+    option = typer.Option(default, meta["flag"], help=meta["help"], hidden=hidden)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
-def with_settings(command: Callable) -> Callable:
+def with_settings(command: Callable | None = None, *, hidden: tuple[str, ...] = ()) -> Callable:
     """Decorate a typer command whose last parameter is ``settings: Settings``: the command
-    gets every settings field as an option and receives them validated, as one object."""
+    gets every settings field as an option and receives them validated, as one object.
+    ``hidden`` fields stay accepted (the command says why it refuses them) but out of --help."""
+    if command is None:
+        return functools.partial(with_settings, hidden=hidden)
     hints = typing.get_type_hints(command)  # the command's own (string) annotations, resolved where it lives
     own = [p.replace(annotation=hints.get(name, p.annotation))
            for name, p in inspect.signature(command).parameters.items() if name != "settings"]
@@ -93,7 +96,7 @@ def with_settings(command: Callable) -> Callable:
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind == p.POSITIONAL_OR_KEYWORD else p
               for p in own]
-    wrapper.__signature__ = inspect.Signature(params + [_option(f) for f in Settings.options()])
+    wrapper.__signature__ = inspect.Signature(params + [_option(f, f.name in hidden) for f in Settings.options()])
     wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
     del wrapper.__wrapped__
     return wrapper

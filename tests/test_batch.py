@@ -202,21 +202,30 @@ def test_names_clashes_and_nested_output_folder(tmp_path):
     photo("golden_gate.jpg", d / "out/old_result.png", (40, 30), "PNG")  # the output folder itself
     plan = Batch(d, STYLES[:1], d / "out", fmt="tif")
     assert sorted(p.output.name for p in plan.pairs) == ["x_jpg__sketch.tif", "x_png__sketch.tif"]
+    assert {p.output.suffix for p in Batch(d, STYLES[:1], d / "out", fmt="JPEG").pairs} == {".jpg"}
     with pytest.raises(ImageError, match="must not be the photo folder"):
         Batch(d, STYLES[:1], d / ".")
 
 
 @pytest.mark.parametrize("args,message", [
     (["missing_dir", STYLES[0]], "not a folder"),
-    (["PHOTOS", STYLES[0], STYLES[0]], "share the name"),
+    (["PHOTOS", STYLES[0], STYLES[0]], "given twice"),
     (["PHOTOS", SHARED / "images/style/none.jpg"], "no such file"),
+    (["PHOTOS", "loop.png"], "symbolic link loop"),
+    (["empty_dir", STYLES[0]], "no images in this folder"),
+    (["PHOTOS", STYLES[0], "--report", "missing_dir/r.jsonl"], "missing_dir does not exist"),
+    (["PHOTOS", STYLES[0], "-o", "a_file"], "not a folder (the output folder must be one)"),
     (["PHOTOS", STYLES[0], "--format", "gif"], "bad --format"),
     (["PHOTOS", STYLES[0], "--bits", "16"], "needs --format tif"),
     (["PHOTOS", STYLES[0], "--levels", "7"], "bad --levels"),
 ])
 def test_usage_errors_are_one_line_and_compute_nothing(folder, tmp_path, args, message):
-    args = [folder if a == "PHOTOS" else tmp_path / a if a == "missing_dir" else a for a in args]
-    code, text = run(*args, "-o", tmp_path / "out")
+    (tmp_path / "empty_dir").mkdir()
+    (tmp_path / "a_file").write_bytes(b"x")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    named = ("missing_dir", "empty_dir", "a_file", "loop.png", "missing_dir/r.jsonl")
+    args = [folder if a == "PHOTOS" else tmp_path / a if a in named else a for a in args]
+    code, text = run(*args, *([] if "-o" in args else ["-o", tmp_path / "out"]))
     assert code == 2 and message in text and "Traceback" not in text, text
     assert len(text.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
