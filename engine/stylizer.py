@@ -105,14 +105,15 @@ class Stylizer:
         return self._plan_levels(height, width, available, self.tile, self.levels if levels is None else levels)
 
     def _plan_levels(self, height: int, width: int, available: float, tile: int | None,
-                     levels: tuple[int, ...]) -> list[LevelPlan]:
+                     levels: tuple[int, ...], what: str = "the content") -> list[LevelPlan]:
         try:
             return [plan_level(self.backend.geometry(k), height, width, available, tile) for k in levels]
         except BudgetTooSmall as e:
             budget = self._budget()
             share = 0.8 if self.backend.device.type == "cuda" else 1 - SAFETY  # of the budget tiles may use
             least = math.ceil((share * budget + e.short) / share / 2**20)
-            raise BudgetTooSmall(f"--max-memory {budget / 2**30:.2f} GiB is too small: {e}; the least budget that "
+            given = f"{budget / 2**30:.2f} GiB" if budget >= 2**30 else f"{budget / 2**20:.0f} MiB"
+            raise BudgetTooSmall(f"--max-memory {given} is too small for {what}: {e}; the least budget that "
                                  f"works here is {least} MiB (e.g. --max-memory {least}M)", e.short) from None
 
     # ----------------------------------------------------------------------------- passes
@@ -163,7 +164,7 @@ class Stylizer:
         _, h, w = style.shape
         stats = {}
         # A forced --tile is for the content: a style that fits is encoded whole.
-        for p in self._plan_levels(h, w, self._available(0), None, self.levels):
+        for p in self._plan_levels(h, w, self._available(0), None, self.levels, "the style"):
             g = self.backend.geometry(p.level)
             valid = (h // g.stride, w // g.stride)
             if min(valid) < 2:  # too small to reflect-pad at the deepest layer: use the padded image

@@ -9,7 +9,9 @@ line and exit 2; set STYLIZE_DEBUG=1 for the traceback.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -99,12 +101,13 @@ def demo(output: Path = typer.Option(Path("out/demo.jpg"), "-o", "--output"),
          res: Optional[str] = typer.Option(None, "--res", help="output long side (default: the sample's 4K)"),
          quiet: bool = typer.Option(False, "-q", "--quiet")):
     """Stylize the bundled sample pair (fetched and verified like the weights) with the defaults."""
+    from stylize.engine.atomic import output_folder
     from stylize.models.weights import resolve
 
     with user_errors():
         settings = Settings(resolution=res)
         content, style = resolve(SAMPLE_CONTENT), resolve(SAMPLE_STYLE)
-        output.parent.mkdir(parents=True, exist_ok=True)
+        output_folder(output.parent)
         run_single(content, style, output, settings, quiet)
 
 
@@ -115,7 +118,17 @@ def main(argv: list[str] | None = None) -> None:
         reexec_with_tunables("stylize.cli", sys.argv[1:])
     argv = list(sys.argv[1:] if argv is None else argv) or ["--help"]  # bare `stylize`: what it takes
     commands = subcommands()
-    if argv and argv[0] in commands:
+    if argv == ["--version"]:
+        from importlib.metadata import version
+
+        typer.echo(f"stylize {version('stylize')}")
+        raise SystemExit(0)
+    if argv[0] not in commands and not argv[0].startswith("-") and not os.path.lexists(argv[0]):
+        near = difflib.get_close_matches(argv[0], list(commands), n=1, cutoff=0.75)
+        if near and not Path(argv[0]).suffix:  # 'stylize bach photos/ ...': a command, mistyped
+            typer.echo(f"error: content {argv[0]}: no such file (did you mean 'stylize {near[0]}'?)", err=True)
+            raise SystemExit(2)
+    if argv[0] in commands:
         module, _, attr = commands[argv[0]].partition(":")
         try:
             sub = getattr(importlib.import_module(module), attr)
@@ -143,8 +156,7 @@ def run_command(command, args: list[str], prog: str) -> None:
             raise
         typer.echo(f"error: {one_line(e.format_message()).rstrip('.')} (see '{prog} --help')", err=True)
         raise SystemExit(e.exit_code) from None
-    if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, here
-        raise SystemExit(code)
+    raise SystemExit(code if isinstance(code, int) else 0)  # typer.Exit(n) is returned here, not raised
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def bytes_text(n: int) -> str:
 def describe_error(e: BaseException, limit: int = 200) -> str:
     """A decoder's or the system's exception as a short phrase for inside one line."""
     text = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())
+    if isinstance(e, OSError) and e.errno is None and " requested and " in text:  # numpy's short write
+        text = f"No space left on device (a short write: {text})"
     text = text if len(text) <= limit else text[:limit] + "..."
     return text if isinstance(e, OSError) and text else f"{type(e).__name__}: {text}" if text else type(e).__name__
 

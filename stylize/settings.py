@@ -44,7 +44,7 @@ def parse_levels(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
         levels = tuple(int(v) for v in text)
     else:
         try:
-            levels = tuple(int(v) for v in str(text).replace(" ", "").split(",") if v)
+            levels = tuple(int(v) for v in str(text).replace(" ", "").split(","))  # '5,,3' is a typo
         except ValueError:
             raise SettingsError(f"bad --levels '{text}': use a comma list such as 5,4,3,2,1") from None
     if not levels or any(k not in range(1, 6) for k in levels) or len(set(levels)) != len(levels):

@@ -216,3 +216,15 @@ def test_usage_errors_are_one_line_too(args, want, capsys):
     first = want or "error: Missing argument 'STYLE...'"
     assert e.value.code == 2 and err.startswith(first) and err.endswith("(see 'stylize --help')\n"), err
     assert len(err.splitlines()) == 1
+
+
+def test_a_mistyped_command_is_named_and_version_is_printed(capsys):
+    from stylize.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bach", "photos/", "painting.jpg"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "error: content bach: no such file (did you mean 'stylize batch'?)\n"
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("stylize ")

@@ -290,3 +290,12 @@ def test_the_header_probe_agrees_with_the_read(tmp_path, long_side):
         assert probe_image(path, long_side=long_side) == read_image(path, long_side).size, name
     with pytest.raises(ImageError, match="requested output is 7680x5760"):
         probe_image(tmp_path / "rgb.png", max_pixels=10_000, long_side=7680)
+
+
+def test_a_short_write_reads_as_a_full_disk():
+    """numpy's tofile (under tifffile) reports a full disk as a short write with no errno."""
+    from stylize.image_guard import describe_error
+
+    assert describe_error(OSError("786432 requested and 204528 written")) == \
+        "No space left on device (a short write: 786432 requested and 204528 written)"
+    assert describe_error(OSError(28, "No space left on device")) == "No space left on device"
