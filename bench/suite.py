@@ -26,6 +26,7 @@ from pathlib import Path
 from stylize.engine.errors import UserError
 from stylize.export.registry import BACKENDS
 from stylize.imageio import parse_resolution
+from stylize.settings import positive_size
 from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
 
 from .cell import RESULT_PREFIX
@@ -258,18 +259,6 @@ def _load_previous(path: Path) -> dict:
         return {}
 
 
-def _size(option: str, text: str) -> int:
-    from stylize.engine.memory import parse_size
-
-    try:
-        size = parse_size(text)
-    except ValueError as e:
-        raise UserError(f"{option}: {e}") from None
-    if size <= 0:
-        raise UserError(f"{option} must be positive, got '{text}'")
-    return size
-
-
 def _image_source(option: str, key_or_path: str, weights_dir: str | None) -> None:
     """A file that is an image, or a registry key present here: what every cell will read."""
     from stylize.imageio import probe_image
@@ -293,12 +282,12 @@ def check_options(opts: SuiteOptions) -> int | None:
     if not opts.timeout > 0:
         raise UserError(f"--timeout must be positive, got {opts.timeout}")
     if opts.max_memory is not None:
-        _size("--max-memory", opts.max_memory)
+        positive_size("--max-memory", opts.max_memory)
     for option, value in (("--content", opts.content), ("--style", opts.style)):
         _image_source(option, value, opts.weights_dir)
     if not opts.memory_cap or opts.memory_cap == "none":
         return None
-    return mem_available() if opts.memory_cap == "auto" else _size("--memory-cap", opts.memory_cap)
+    return mem_available() if opts.memory_cap == "auto" else positive_size("--memory-cap", opts.memory_cap)
 
 
 def run_suite(opts: SuiteOptions, out: Path, log=print) -> dict:

@@ -130,8 +130,8 @@ def check_choices(precision: str, padding: str, opset: int = DEFAULT_OPSET) -> N
 
 
 def exportable(seq: nn.Sequential, precision: str, padding: str) -> nn.Module:
-    """A copy of an encoder or decoder rewritten for export; the original is untouched."""
-    check_choices(precision, padding)
+    """A copy of an encoder or decoder rewritten for export (``precision`` and ``padding``
+    checked by :func:`check_choices`); the original is untouched."""
     body = copy.deepcopy(seq).float().eval()
     if padding == "slice":
         for i, m in enumerate(body):

@@ -116,11 +116,17 @@ class Pair:
     output: Path  # full path under the output folder
 
 
+def output_format(fmt: str) -> str:
+    """--format as a key of FORMATS ('JPEG' → 'jpg'), or one line saying what it takes."""
+    name = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
+    if name not in FORMATS:
+        raise ImageError(f"bad --format '{fmt}': use {', '.join(FORMATS)}")
+    return name
+
+
 def plan_pairs(photos: list[Path], styles: list[Path], out_dir: Path, fmt: str) -> list[Pair]:
     """Every photo × every style, photo-major (a photo is read once for all its styles)."""
-    fmt = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
-    if fmt not in FORMATS:
-        raise ImageError(f"bad --format '{fmt}': use {', '.join(FORMATS)}")
+    fmt = output_format(fmt)
     labels = photo_labels(photos)
     pairs = [Pair(p, s, out_dir / p.parent / f"{labels[p]}__{s.stem}{FORMATS[fmt]}") for p in photos for s in styles]
     seen: dict[Path, Pair] = {}

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from stylize.engine.atomic import remove_stale_parts
+from stylize.engine.atomic import output_folder, remove_stale_parts
 from stylize.engine.stylizer import Stylizer
 
 from .api import build_stylizer, stylize, stylize_file
-from .batch_files import FORMAT_ALIASES, Pair, check_styles, find_photos, plan_pairs
+from .batch_files import Pair, check_styles, find_photos, output_format, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
 from .batch_records import (REPORT_NAME, BatchInterrupted, BatchSummary, PairResult, Report, exclusive,
                             failure_reason)
@@ -83,7 +83,7 @@ class Batch:
                  stylizer: Stylizer | None = None):
         self.photos_dir, self.out_dir = Path(photos_dir), Path(out_dir)
         self.opts = opts or Settings()
-        fmt = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
+        fmt = output_format(fmt)
         if not self.photos_dir.is_dir():
             raise ImageError(f"{self.photos_dir}: not a folder")
         if self.out_dir.exists() and not self.out_dir.is_dir():
@@ -117,10 +117,7 @@ class Batch:
             on_start: Callable[[Pair], None] | None = None) -> BatchSummary:
         """Compute every pending pair; ``on_result`` sees each done/failed pair (any thread)."""
         t0 = time.perf_counter()
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ImageError(f"{self.out_dir}: cannot create the output folder ({e.strerror or e})") from None
+        output_folder(self.out_dir)
         with exclusive(self.out_dir):
             for pair in self.pending:
                 remove_stale_parts(pair.output)

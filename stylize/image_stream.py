@@ -8,7 +8,7 @@ whole in RAM. Other files are decoded whole at their own size, then resized stri
 Out: PNG through a streaming encoder of our own (zlib, row by row: the format allows it and
 Pillow's encoder needs the whole image), TIFF as tiles from a generator through tifffile
 (BigTIFF past 4 GB), JPEG through Pillow, which needs the whole 8-bit image: refused before
-compute when that does not fit the budget, and past JPEG's 65,535-pixel side always.
+compute when that does not fit the budget, and past libjpeg's 65,500-pixel side always.
 
 libvips only decodes: its resampler would make the pixels depend on whether an image fits in
 RAM; here both paths use the same resampler and give the same pixels.

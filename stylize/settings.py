@@ -52,6 +52,17 @@ def parse_levels(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
     return levels
 
 
+def positive_size(option: str, text: str | int) -> int:
+    """A memory size given to ``option`` ('2G', '1536M', bytes), in bytes, above zero."""
+    try:
+        size = parse_size(text)
+    except ValueError as e:
+        raise SettingsError(f"{option}: {e}") from None
+    if size <= 0:
+        raise SettingsError(f"{option} must be positive, got '{text}'")
+    return size
+
+
 def parse_weights(text: str | tuple | list | None) -> tuple[float, ...] | None:
     """'0.7,0.3' → (0.7, 0.3): each a finite number >= 0, summing to a positive number."""
     if text is None:
@@ -165,15 +176,7 @@ class Settings:
 
     @property
     def memory_bytes(self) -> int | None:
-        if self.max_memory is None:
-            return None
-        try:
-            size = parse_size(self.max_memory)
-        except ValueError as e:
-            raise SettingsError(f"--max-memory: {e}") from None
-        if size <= 0:
-            raise SettingsError(f"--max-memory must be positive, got '{self.max_memory}'")
-        return size
+        return None if self.max_memory is None else positive_size("--max-memory", self.max_memory)
 
     @property
     def budget_bytes(self) -> int:
