@@ -73,11 +73,14 @@ def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int
 def _to_channels(bands: list, peak: float, alpha) -> np.ndarray:
     """Bands of one block of rows → (3 or 4, n, W) float32, as a whole read maps them."""
     scale = np.float32(1.0 / peak)
-    planes = [np.multiply(np.asarray(b), scale, dtype=np.float32) for b in bands[:3]]
-    planes += [planes[0]] * (3 - len(planes))
+    first = np.asarray(bands[0])
+    out = np.empty((3 if alpha is None else 4, *first.shape), np.float32)
+    for c, band in enumerate(bands[:3]):
+        np.multiply(np.asarray(band), scale, out=out[c], dtype=np.float32)
+    out[len(bands[:3]):3] = out[0]  # grey: the one band, three times
     if alpha is not None:
-        planes.append(np.multiply(np.asarray(alpha), scale, dtype=np.float32))
-    return np.stack(planes)
+        np.multiply(np.asarray(alpha), scale, out=out[3], dtype=np.float32)
+    return out
 
 
 def _tiff_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowReader | None:
