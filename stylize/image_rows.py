@@ -13,8 +13,8 @@ destination, so a read holds a few hundred rows whatever the image's size.
   libjpeg-turbo and libpng/zlib; ``tests/unit/test_image_rows.py`` checks it), and the resize
   stays ours, so an image gives the same pixels whether it was read whole or by rows. A 16-bit
   PNG is always read here, whatever its size: Pillow would keep only the high byte of its RGB.
-  Anything else (CMYK JPEG, an EXIF rotation, GIF, WebP...) is read whole, as before, under the
-  decode limits.
+  An EXIF orientation is applied to each resized strip (:mod:`stylize.image_orient`). Anything
+  else (CMYK JPEG, GIF, WebP...) is read whole, as before, under the decode limits.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import numpy as np
 from stylize.engine.resample import ForwardRows, resize_strips
 
 from .image_guard import ImageError, Limits, describe_error, is_tiff
+from .image_orient import displayed_size, file_orientation, oriented_writer
 from .tiff_read import TiffLayout, tiff_array_bands, tiff_errors, tiff_header
 
 STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
@@ -34,12 +35,18 @@ VIPS_LOADERS = ("jpegload", "pngload")
 
 
 class RowReader(ForwardRows):
-    """Rows of one image, top to bottom: ``rows(a, b)`` is (C, b - a, W) float32, C = 3, or 4
-    with alpha last, scaled to [0, 1] as a whole read scales them, one band held at a time."""
+    """Rows of one image as stored, top to bottom: ``rows(a, b)`` is (C, b - a, W) float32,
+    C = 3, or 4 with alpha last, scaled to [0, 1] as a whole read scales them, one band held at
+    a time. ``size`` is the stored (width, height); ``orientation`` the EXIF tag to display it."""
 
-    def __init__(self, size: tuple[int, int], has_alpha: bool, blocks: Iterator[np.ndarray], what: str):
+    def __init__(self, size: tuple[int, int], has_alpha: bool, blocks: Iterator[np.ndarray], what: str,
+                 orientation: int = 1):
         super().__init__(blocks)
-        self.size, self.has_alpha, self._what = size, has_alpha, what
+        self.size, self.has_alpha, self._what, self.orientation = size, has_alpha, what, orientation
+
+    @property
+    def displayed_size(self) -> tuple[int, int]:
+        return displayed_size(*self.size, self.orientation)
 
     def rows(self, a: int, b: int) -> np.ndarray:
         try:
@@ -55,19 +62,22 @@ def open_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int = 0) -> R
     return (_tiff_rows if is_tiff(f) else _vips_rows)(f, path, limits, min_pixels)
 
 
-def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int, np.ndarray], None]) -> None:
-    """Resize the reader's image to ``size`` (width, height) strip by strip, clamped to [0, 1]
-    (Lanczos overshoots): ``write(y0, block)`` gets (C, rows, width) float32."""
+def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int, int, np.ndarray], None]) -> None:
+    """Resize the reader's image to ``size`` (width, height, as displayed) strip by strip,
+    clamped to [0, 1] (Lanczos overshoots): ``write(y, x, block)`` gets (C, rows, cols) float32
+    boxes of the displayed image (rows, or columns where the EXIF orientation turns it)."""
     w0, h0 = reader.size
+    w1, h1 = displayed_size(*size, reader.orientation)  # the target as stored
+    put = oriented_writer(write, h1, reader.orientation)
 
     def clamped(y0: int, block: np.ndarray) -> None:
-        write(y0, np.clip(block, 0.0, 1.0, out=block))
+        put(y0, np.clip(block, 0.0, 1.0, out=block))
 
-    if (w0, h0) == tuple(size):
+    if (w0, h0) == (w1, h1):
         for y0 in range(0, h0, 64):
             clamped(y0, np.array(reader.rows(y0, min(h0, y0 + 64))))
     else:
-        resize_strips(reader.rows, (h0, w0), (size[1], size[0]), clamped)
+        resize_strips(reader.rows, (h0, w0), (h1, w1), clamped)
 
 
 def _to_channels(bands: list, peak: float, alpha) -> np.ndarray:
@@ -190,13 +200,16 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
         return None  # not a format libvips streams: the whole read says what is wrong with it
     deep = loader.startswith("pngload") and im.format == "ushort" and im.interpretation in ("rgb16", "grey16")
     if (not loader.startswith(VIPS_LOADERS) or not (deep or im.format == "uchar") or im.bands not in (1, 2, 3, 4)
-            or not (deep or im.interpretation in ("srgb", "b-w")) or turned):
+            or not (deep or im.interpretation in ("srgb", "b-w"))):
         return None
     if not deep and im.width * im.height < min_pixels:  # a 16-bit PNG always: Pillow keeps 8 bits of its RGB
         return None
+    orientation = file_orientation(f) if turned else 1  # the tag as Pillow (the whole read) reads it
+    if orientation is None:
+        return None
     limits.check_decode(path, im.width, im.height, im.width * im.height * im.bands * (2 if deep else 1),
                         f"{loader} {im.bands} x {'uint16' if deep else 'uint8'}", whole=False)
-    return RowReader((im.width, im.height), im.bands in (2, 4), _vips_blocks(im, path), str(path))
+    return RowReader((im.width, im.height), im.bands in (2, 4), _vips_blocks(im, path), str(path), orientation)
 
 
 def _vips_blocks(im, path: Path) -> Iterator[np.ndarray]:

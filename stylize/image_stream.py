@@ -71,10 +71,10 @@ def load_into_store(path: str | os.PathLike, long_side: int | None, max_pixels: 
     def sink(w: int, h: int, has_alpha: bool):
         made.extend([stores(3, h, w), stores(1, h, w) if has_alpha else None])
 
-        def write(y0: int, block: np.ndarray) -> None:
-            made[0].write(y0, 0, block[:3])
+        def write(y: int, x: int, block: np.ndarray) -> None:
+            made[0].write(y, x, block[:3])
             if made[1] is not None:
-                made[1].write(y0, 0, block[3:])
+                made[1].write(y, x, block[3:])
         return write
 
     if read_by_rows(path, long_side, max_pixels, sink, role=role):

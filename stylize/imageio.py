@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
-from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, UnidentifiedImageError
 
 from stylize.engine.atomic import atomic_path, remove_stale_parts
 from stylize.engine.resample import resize
 
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
+from .image_orient import displayed_size, exif_orientation, orient
 from .image_rows import STREAM_ABOVE, open_rows, resample_rows
 from .tiff_read import Bands, tiff_bands, tiff_errors, tiff_header
 
@@ -38,7 +39,7 @@ RESOLUTIONS = {"1k": 1024, "2k": 2048, "4k": 3840, "8k": 7680, "16k": 15360, "32
 WRITERS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 BIGTIFF_THRESHOLD = 4_000_000_000 - (1 << 24)  # classic TIFF offsets are 32-bit
 NAME_MAX = 255  # bytes in one file name, on every common filesystem
-RowSink = Callable[[int, int, bool], Callable[[int, np.ndarray], None]]  # (w, h, has_alpha) -> write(y0, block)
+RowSink = Callable[[int, int, bool], Callable[[int, int, np.ndarray], None]]  # (w, h, has_alpha) -> write(y, x, block)
 
 
 @dataclass
@@ -90,11 +91,13 @@ def _pil_header(f: BinaryIO, path: Path, limits: Limits) -> Image.Image:
     return im
 
 
-def _pil_bands(f: BinaryIO, path: Path, limits: Limits) -> Bands:
+def _pil_bands(f: BinaryIO, path: Path, limits: Limits) -> tuple[Bands, int]:
+    """The bands as stored, and the EXIF orientation to apply after the resize
+    (:mod:`stylize.image_orient`: the same pixels as a read by rows)."""
     im = _pil_header(f, path, limits)
     try:
         im.load()
-        return _pil_to_bands(ImageOps.exif_transpose(im))
+        return _pil_to_bands(im), exif_orientation(im)
     except DECODE_ERRORS as e:
         raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
 
@@ -115,18 +118,21 @@ def _pil_to_bands(im: Image.Image) -> Bands:
     return list(im.convert("RGB").split()), 255.0, alpha
 
 
-def _band_to(out: np.ndarray, band, peak: float, size: tuple[int, int]) -> None:
-    """Scale one band to [0, 1] and resize it (Lanczos 3, clamped) into ``out`` (H, W).
+def _band_to(out: np.ndarray, band, peak: float, orientation: int) -> None:
+    """Scale one band to [0, 1], resize it (Lanczos 3, clamped) to ``out``'s sides as stored,
+    and turn it by its EXIF ``orientation`` into ``out`` (H, W).
 
     The resampler is the engine's (:mod:`stylize.engine.resample`), the one that also fills
     scratch stores strip by strip: an image gives the same pixels whether it fits in RAM or not.
     """
     a = np.asarray(band)
-    if (a.shape[1], a.shape[0]) == tuple(size):
-        np.multiply(a, np.float32(1.0 / peak), out=out, casting="unsafe")
+    w, h = displayed_size(out.shape[1], out.shape[0], orientation)  # out's sides as stored
+    if a.shape == (h, w):
+        np.multiply(orient(a, orientation), np.float32(1.0 / peak), out=out, casting="unsafe")
         return
     src = np.multiply(a, np.float32(1.0 / peak), dtype=np.float32)[None]
-    np.clip(resize(src, (size[1], size[0]))[0], 0.0, 1.0, out=out)
+    resized = np.clip(resize(src, (h, w))[0], 0.0, 1.0)
+    out[...] = orient(resized, orientation)
 
 
 @contextmanager
@@ -161,10 +167,9 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
         else:
             im = _pil_header(f, path, limits)
             try:
-                turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+                size = displayed_size(*im.size, exif_orientation(im))
             except DECODE_ERRORS:
-                turned = False  # unreadable EXIF: read_image will say so
-            size = im.size[::-1] if turned else im.size
+                size = im.size  # unreadable EXIF: read_image will say so
     size = target_size(*size, long_side)
     limits.check_pixels(path, *size, "requested output")
     return size
@@ -200,7 +205,7 @@ def _rows_into(f: BinaryIO, path: Path, limits: Limits, long_side: int | None, s
     if reader is None:
         return False
     try:
-        size = target_size(*reader.size, long_side)
+        size = target_size(*reader.displayed_size, long_side)
         limits.check_pixels(path, *size, "requested output")
         resample_rows(reader, size, sink(*size, reader.has_alpha))
     finally:
@@ -213,10 +218,11 @@ def _into_ram(loaded: list) -> RowSink:
         image = LoadedImage(np.empty((3, h, w), np.float32), np.empty((h, w), np.float32) if has_alpha else None)
         loaded.append(image)
 
-        def write(y0: int, block: np.ndarray) -> None:
-            image.rgb[:, y0:y0 + block.shape[1]] = block[:3]
+        def write(y: int, x: int, block: np.ndarray) -> None:
+            box = slice(y, y + block.shape[1]), slice(x, x + block.shape[2])
+            image.rgb[(slice(None), *box)] = block[:3]
             if image.alpha is not None:
-                image.alpha[y0:y0 + block.shape[1]] = block[3]
+                image.alpha[box] = block[3]
         return write
     return sink
 
@@ -229,22 +235,25 @@ def _read_image(path: Path, long_side: int | None, max_pixels: int, max_bytes: i
         if by_rows and _rows_into(f, path, limits, long_side, _into_ram(loaded), STREAM_ABOVE):
             return loaded[0]  # a large source: never decoded whole
         f.seek(0)
-        bands, peak, alpha_band = (tiff_bands if is_tiff(f) else _pil_bands)(f, path, limits)
+        if is_tiff(f):
+            (bands, peak, alpha_band), orientation = tiff_bands(f, path, limits), 1
+        else:
+            (bands, peak, alpha_band), orientation = _pil_bands(f, path, limits)
     first = bands[0]
     w, h = first.size if isinstance(first, Image.Image) else (first.shape[1], first.shape[0])
-    size = target_size(w, h, long_side)
+    size = target_size(*displayed_size(w, h, orientation), long_side)
     limits.check_pixels(path, *size, "requested output")
     rgb = np.empty((3, size[1], size[0]), np.float32)
     for c in range(3):
         if c < len(bands):
-            _band_to(rgb[c], bands[c], peak, size)
+            _band_to(rgb[c], bands[c], peak, orientation)
             bands[c] = None  # free the decoded band as soon as it is converted
         else:
             rgb[c] = rgb[0]
     alpha = None
     if alpha_band is not None:
         alpha = np.empty((size[1], size[0]), np.float32)
-        _band_to(alpha, alpha_band, 255.0 if isinstance(alpha_band, Image.Image) else peak, size)
+        _band_to(alpha, alpha_band, 255.0 if isinstance(alpha_band, Image.Image) else peak, orientation)
     return LoadedImage(rgb, alpha)
 
 

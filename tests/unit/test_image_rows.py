@@ -5,6 +5,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from stylize.engine.store import read_rows
 from stylize.image_guard import ImageError
 from stylize.image_rows import RowReader
 from stylize.imageio import _into_ram, read_image, read_by_rows
@@ -99,17 +100,58 @@ def test_a_16_bit_png_keeps_all_16_bits_at_any_size(bands, tmp_path):
 
 
 def test_formats_libvips_would_map_differently_are_read_whole(tmp_path):
-    """An EXIF rotation, GIF: whole, as before."""
-    a = _pixels()
+    """GIF: whole, as before."""
+    Image.fromarray(_pixels()[..., :3]).save(tmp_path / "x.gif")
+    assert not read_by_rows(tmp_path / "x.gif", None, 10**9, _into_ram([]))
+    assert read_image(tmp_path / "x.gif").rgb.shape[0] == 3
+
+
+def _turned(path, a: np.ndarray, orientation: int) -> None:
     exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(a[..., :3]).save(tmp_path / "turned.jpg", exif=exif)
-    Image.fromarray(a[..., :3]).save(tmp_path / "x.gif")
-    for name in ("turned.jpg", "x.gif"):
-        assert not read_by_rows(tmp_path / name, None, 10**9, _into_ram([])), name
-        assert read_image(tmp_path / name).rgb.shape[0] == 3
+    exif[0x0112] = orientation
+    Image.fromarray(a).save(path, exif=exif, **({"quality": 90} if path.suffix == ".jpg" else {}))
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_exif_orientation_is_what_pillow_displays(orientation, tmp_path):
+    """Unresized, the image is Pillow's ``exif_transpose`` of the decode, pixel for pixel, whole
+    and by rows, alpha included: the tag means what every viewer shows."""
+    from PIL import ImageOps
+
+    for name, a in (("x.jpg", _pixels()[..., :3]), ("x.png", _pixels())):
+        path = tmp_path / name
+        _turned(path, a, orientation)
+        with Image.open(path) as im:
+            shown = np.multiply(np.asarray(ImageOps.exif_transpose(im)), np.float32(1 / 255), dtype=np.float32)
+        got = []
+        assert read_by_rows(path, None, 10**9, _into_ram(got)), f"{name} {orientation} was not decoded by rows"
+        for image in (read_image(path, by_rows=False), got[0]):
+            assert np.array_equal(image.rgb, np.moveaxis(shown[..., :3], -1, 0)), (name, orientation)
+            if name == "x.png":
+                assert np.array_equal(image.alpha, shown[..., 3])
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 5, 6, 7, 8])
+@pytest.mark.parametrize("long_side", [1000, 200])
+def test_a_turned_photo_resized_by_rows_equals_the_whole_read(orientation, long_side, tmp_path):
+    """Resized, then turned strip by strip into RAM and into a scratch file (rows or columns of
+    the displayed image): the pixels of the whole read, which turns after the resize too."""
+    from stylize.engine.store import StoreFactory
+    from stylize.image_stream import load_into_store
+
+    path = tmp_path / "x.jpg"
+    _turned(path, _pixels()[..., :3], orientation)
+    whole = read_image(path, long_side, by_rows=False)
+    assert whole.size[0] < whole.size[1] if orientation >= 5 else whole.size[0] > whole.size[1]
+    got = []
+    assert read_by_rows(path, long_side, 10**9, _into_ram(got))
+    assert np.array_equal(got[0].rgb, whole.rgb)
+    rgb, _ = load_into_store(path, long_side, 10**9, StoreFactory(tmp_path, ram_pixels=0))
+    try:
+        assert type(rgb).__name__ == "DiskStore"
+        assert np.array_equal(read_rows(rgb, 0, rgb.shape[1]), whole.rgb)
+    finally:
+        rgb.close()
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
 def test_a_truncated_file_read_by_rows_is_one_line_naming_it(suffix, tmp_path):
     path = tmp_path / f"cut{suffix}"

@@ -1,0 +1,82 @@
+"""EXIF orientation, applied after the resize: the same pixels whole or by rows, in bounded memory.
+
+A phone photo is stored as the sensor saw it, with an EXIF tag (1-8) saying how to turn it
+for display. Turning the decoded image first needs it whole in RAM (a 200-MP photo is 600 MB
+as 8 bits, several GB on the way to floats). Resampling is separable and each axis has its own
+weights, so the image is resized in its stored orientation, to the turned target's sides, and
+each strip of the result is turned and written where it lands in the displayed image: rows of
+the stored image become rows (tags 1-4) or columns (5-8). The whole read does the same to the
+whole result, so a file gives the same pixels read whole or by rows.
+
+The tag is read by Pillow in both paths (libvips clips an invalid tag to 1-8 where Pillow
+ignores it), and means what :func:`PIL.ImageOps.exif_transpose` does with it.
+"""
+from __future__ import annotations
+
+from typing import BinaryIO, Callable
+
+import numpy as np
+from PIL import Image
+
+from .image_guard import DECODE_ERRORS
+
+ORIENTATION_TAG = 0x0112
+TRANSPOSING = (5, 6, 7, 8)  # width and height swap
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation of an opened image, 1 (as stored) when absent or not 1-8. Raises
+    what Pillow raises on a corrupt EXIF block (the caller's file error)."""
+    tag = im.getexif().get(ORIENTATION_TAG, 1)
+    return tag if isinstance(tag, int) and 1 <= tag <= 8 else 1
+
+
+def file_orientation(f: BinaryIO) -> int | None:
+    """:func:`exif_orientation` of the open file ``f`` (left at offset 0), or None where Pillow
+    cannot read its header or EXIF (the whole read then says what is wrong with the file)."""
+    try:
+        f.seek(0)
+        with Image.open(f) as im:
+            return exif_orientation(im)
+    except DECODE_ERRORS:
+        return None
+    finally:
+        f.seek(0)
+
+
+def displayed_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """(width, height) as displayed, from the stored sides."""
+    return (height, width) if orientation in TRANSPOSING else (width, height)
+
+
+def orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """(..., H, W) as stored → as displayed (a view): what ``exif_transpose`` does to pixels."""
+    if orientation == 2:
+        return a[..., ::-1]
+    if orientation == 3:
+        return a[..., ::-1, ::-1]
+    if orientation == 4:
+        return a[..., ::-1, :]
+    if orientation == 5:
+        return a.swapaxes(-1, -2)
+    if orientation == 6:
+        return np.rot90(a, -1, axes=(-2, -1))
+    if orientation == 7:
+        return a.swapaxes(-1, -2)[..., ::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(a, 1, axes=(-2, -1))
+    return a
+
+
+def oriented_writer(write: Callable[[int, int, np.ndarray], None], stored_height: int,
+                    orientation: int) -> Callable[[int, np.ndarray], None]:
+    """``write(y, x, block)`` into the displayed image, as ``write(y0, strip)`` of rows of the
+    stored one (of ``stored_height`` rows): each strip is turned and placed where it lands."""
+    def turned(y0: int, block: np.ndarray) -> None:
+        far = stored_height - y0 - block.shape[-2]  # where the strip lands counted from the other edge
+        block = orient(block, orientation)
+        if orientation in TRANSPOSING:
+            write(0, y0 if orientation in (5, 8) else far, block)
+        else:
+            write(y0 if orientation in (1, 2) else far, 0, block)
+    return turned
