@@ -2,6 +2,7 @@
 a picture of each (the README's), with a 1:1 crop across the mask's edge.
 
     python -m stylize.bench.controls --res 8k --out out/controls
+    python -m stylize.bench.controls --res 16k --mask-side 15360 --only plain,mask   # a mask painted at print size
 
 Every run is the ``stylize`` command as a child process (peak RSS from the kernel). The mask is
 made here: left third keeps the photo, middle third the first style, right third the second,
@@ -31,8 +32,11 @@ def find(key: str) -> str:
     return find_image(key)
 
 
-def make_mask(content: str, out: Path) -> Path:
+def make_mask(content: str, out: Path, long_side: int | None = None) -> Path:
+    """Three flat labels in vertical thirds, at the content's size or scaled to ``long_side``."""
     w, h = Image.open(content).size
+    if long_side:
+        w, h = round(w * long_side / max(w, h)), round(h * long_side / max(w, h))
     mask = np.zeros((h, w, 3), np.uint8)
     mask[:, w // 3:] = 128
     mask[:, 2 * w // 3:] = 255
@@ -71,24 +75,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--res", default="8k")
     ap.add_argument("--out", type=Path, default=Path("out/controls"))
+    ap.add_argument("--mask-side", type=int, default=None, help="the mask's long side (default: the content's size)")
+    ap.add_argument("--only", default=None, help="comma-separated controls to run (a prefix of each name), plain first")
     ap.add_argument("extra", nargs="*", help="more stylize options after --")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     content = str(resolve(SAMPLE_CONTENT))
     styles = [find(k) for k in STYLES]
-    mask = make_mask(content, a.out / "mask.png")
+    mask = make_mask(content, a.out / "mask.png", a.mask_side)
+    chosen = runs(content, styles, mask)
+    if a.only:
+        wanted = [w.strip() for w in a.only.split(",")]
+        chosen = {n: v for n, v in chosen.items() if any(n.startswith(w) for w in wanted)}
     rows, images = [], {}
-    for name, args in runs(content, styles, mask).items():
+    for name, args in chosen.items():
         out = a.out / (re.sub(r"[^a-z0-9]+", "_", name).strip("_") + ".png")
         r = run_child([sys.executable, "-m", "stylize.cli", content, *args, "-o", str(out), "-q", "--device", "cpu",
                        "--res", a.res, *a.extra])
-        rows.append({"control": name, "returncode": r.returncode, "wall_s": round(r.wall_s, 1),
+        rows.append({"control": name, "res": a.res, "mask_size": "x".join(map(str, Image.open(mask).size)),
+                     "returncode": r.returncode, "wall_s": round(r.wall_s, 1),
                      "peak_rss_gib": round(r.peak_rss_gib, 3)})
         print(json.dumps(rows[-1]), flush=True)
         if r.ok:
             images[name] = out
     base = rows[0]
-    lines = [f"Sample content at {a.res}, styles {STYLES[0]} and {STYLES[1]}.", "",
+    lines = [f"Sample content at {a.res}, styles {STYLES[0]} and {STYLES[1]}, mask {rows[0]['mask_size']}.", "",
              "| control | s | peak RSS GiB | time vs plain | memory vs plain |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['control']} | {r['wall_s']} | {r['peak_rss_gib']} | "

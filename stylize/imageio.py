@@ -31,7 +31,7 @@ from stylize.engine.resample import resize
 
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
 from .image_orient import displayed_size, exif_orientation, orient
-from .image_rows import STREAM_ABOVE, open_rows, resample_rows
+from .image_rows import STREAM_ABOVE, RowReader, open_rows, resample_rows
 from .tiff_read import Bands, tiff_bands, tiff_errors, tiff_header
 
 DEFAULT_MAX_PIXELS = 200_000_000  # 16K (133 MP) fits; a decompression bomb does not
@@ -197,6 +197,29 @@ def read_by_rows(path: str | os.PathLike, long_side: int | None, max_pixels: int
     path = Path(path)
     with _as(role), open_regular(path) as f, quiet_decoders():
         return _rows_into(f, path, Limits.of(max_pixels, max_bytes, f.size), long_side, sink)
+
+
+@contextmanager
+def displayed_rows(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   role: str | None = None) -> Iterator[RowReader]:
+    """The image at its own size, as displayed, as a forward row reader (``rows(a, b)``: (3, or
+    4 with alpha, b - a, W) float32 in [0, 1]): decoded by rows where the format allows it and
+    the image is stored upright, else read whole and served from RAM. For what is read in full
+    at its own size (a mask): a 16K PNG mask is then never whole in RAM."""
+    path = Path(path)
+    with _as(role), open_regular(path) as f, quiet_decoders():
+        reader = open_rows(f, path, Limits.of(max_pixels, None, f.size))
+        if reader is not None and reader.orientation == 1:
+            try:
+                yield reader
+            finally:
+                reader.close()
+            return
+        if reader is not None:
+            reader.close()
+    whole = read_image(path, None, max_pixels, role=role, by_rows=False)
+    pixels = whole.rgb if whole.alpha is None else np.concatenate([whole.rgb, whole.alpha[None]])
+    yield RowReader(whole.size, whole.alpha is not None, iter([pixels]), str(path))
 
 
 def _rows_into(f: BinaryIO, path: Path, limits: Limits, long_side: int | None, sink: RowSink,

@@ -16,6 +16,7 @@ than 1 % is refused, since it would paint the wrong places.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,62 +24,114 @@ from stylize.engine.regions import Regions
 from stylize.engine.resample import resize_strips
 from stylize.engine.store import StoreFactory
 
-from .imageio import ImageError, read_image
+from .imageio import ImageError, displayed_rows, probe_image
+
+BLOCK_ROWS = 256  # mask rows classified at a time
 
 
-def mask_weights(mask: np.ndarray, n_styles: int, path: str | os.PathLike = "mask") -> tuple[np.ndarray, list]:
-    """(R, h, w) float32 weights and each region's style index (None: the photo) from an
-    (3, h, w) RGB mask in [0, 1] at its own size."""
-    c, h, w = mask.shape
-    codes = np.round(mask * 255).astype(np.uint32)
-    key = (codes[0] << 16) | (codes[1] << 8) | codes[2]
-    labels, inverse = np.unique(key.ravel(), return_inverse=True)
+def _codes(rgb: np.ndarray) -> np.ndarray:
+    """(3, ...) float32 in [0, 1] → (3, ...) uint32 8-bit codes, as the file stored them."""
+    return np.round(rgb * 255).astype(np.uint32)
+
+
+def _keys(codes: np.ndarray) -> np.ndarray:
+    return (codes[0] << 16) | (codes[1] << 8) | codes[2]
+
+
+@dataclass(frozen=True)
+class MaskKind:
+    """What a mask says, found in one pass over its rows: a label mask's colours (sorted keys)
+    and the region each paints, or a soft mask (``labels`` None); and each region's style."""
+    labels: np.ndarray | None
+    rank: np.ndarray | None  # region of each label, by brightness
+    styles: list
+
+    def weights(self, rgb: np.ndarray) -> np.ndarray:
+        """(3, n, w) float32 rows of the mask → (R, n, w) float32 weights of its regions."""
+        if self.labels is None:
+            white = rgb[0].astype(np.float32)
+            return np.stack([1.0 - white, white])
+        region = self.rank[np.searchsorted(self.labels, _keys(_codes(rgb)))]
+        return (region[None] == np.arange(len(self.styles))[:, None, None]).astype(np.float32)
+
+
+def _classify(labels: np.ndarray, grey: bool, n_styles: int, path) -> MaskKind:
+    """A mask's kind from its distinct colours (sorted keys) and whether it is grey throughout."""
     if len(labels) <= n_styles + 1:
         rgb = np.stack([(labels >> 16) & 255, (labels >> 8) & 255, labels & 255]).astype(np.float64)
         order = np.argsort(rgb.T @ np.array([0.299, 0.587, 0.114]), kind="stable")
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
-        one_hot = np.zeros((len(labels), h * w), np.float32)
-        one_hot[rank[inverse], np.arange(h * w)] = 1.0
         photo = len(labels) == n_styles + 1
-        styles = [None] + list(range(n_styles)) if photo else list(range(len(labels)))
-        return one_hot.reshape(len(labels), h, w), styles
-    if not (np.array_equal(codes[0], codes[1]) and np.array_equal(codes[1], codes[2])):
+        return MaskKind(labels, rank, [None] + list(range(n_styles)) if photo else list(range(len(labels))))
+    if not grey:
         raise ImageError(f"{path}: mask has {len(labels)} colours for {n_styles} style(s); use one flat colour per "
                          "style (plus one, the darkest, for the photo) or a grayscale soft mask")
     if n_styles > 2:
         raise ImageError(f"{path}: a soft (grayscale) mask blends two regions; with {n_styles} styles use a label "
                          "mask (one flat colour per style)")
-    white = mask[0].astype(np.float32)
-    styles = [None, 0] if n_styles == 1 else [0, 1]
-    return np.stack([1.0 - white, white]), styles
+    return MaskKind(None, None, [None, 0] if n_styles == 1 else [0, 1])
 
 
-def read_mask(path: str | os.PathLike, size: tuple[int, int], n_styles: int,
-              max_pixels: int) -> tuple[np.ndarray, list]:
-    """Every check on the mask, at its own size: (weights (R, h, w), each region's style).
-    Cheap, so it runs before any scratch file or model; :func:`mask_regions` then sizes it."""
-    mask = read_image(path, None, max_pixels, role="mask").rgb
-    mh, mw = mask.shape[1:]
+def mask_weights(mask: np.ndarray, n_styles: int, path: str | os.PathLike = "mask") -> tuple[np.ndarray, list]:
+    """(R, h, w) float32 weights and each region's style index (None: the photo) from an
+    (3, h, w) RGB mask in [0, 1] at its own size."""
+    kind = _classify(*_colours([mask]), n_styles, path)
+    return kind.weights(mask), kind.styles
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A checked mask file: its kind, read again by rows when it is sized to the content."""
+    path: str | os.PathLike
+    kind: MaskKind
+    max_pixels: int
+
+    @property
+    def styles(self) -> list:
+        return self.kind.styles
+
+
+def read_mask(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max_pixels: int) -> Mask:
+    """Every check on the mask, in one pass over its rows at its own size (a 16K mask is never
+    whole in RAM): its sizes from the header first, then its colours. It runs before any
+    scratch file or model; :func:`mask_regions` then reads it again, sized to the content."""
+    mw, mh = probe_image(path, max_pixels, role="mask")
     w, h = size
     if abs((mw / mh) / (w / h) - 1) > 0.01:
         raise ImageError(f"mask {path}: {mw}x{mh} does not have the content's aspect ratio ({w}x{h}); resize or crop it")
-    return mask_weights(mask, n_styles, f"mask {path}")
+    with displayed_rows(path, max_pixels, role="mask") as reader:
+        rows = reader.size[1]
+        blocks = (reader.rows(y, min(rows, y + BLOCK_ROWS))[:3] for y in range(0, rows, BLOCK_ROWS))
+        labels, grey = _colours(blocks)
+    return Mask(path, _classify(labels, grey, n_styles, f"mask {path}"), max_pixels)
 
 
-def mask_regions(mask: tuple[np.ndarray, list], size: tuple[int, int], stores: StoreFactory | None = None) -> Regions:
-    """A mask from :func:`read_mask` resized to ``size`` (width, height) into a store, strip by strip."""
-    weights, styles = mask
+def _colours(blocks) -> tuple[np.ndarray, bool]:
+    """The distinct colours (sorted keys) of a mask's blocks of rows, and whether all are grey."""
+    labels, grey = np.zeros(0, np.uint32), True
+    for rgb in blocks:
+        codes = _codes(rgb)
+        grey = grey and np.array_equal(codes[0], codes[1]) and np.array_equal(codes[1], codes[2])
+        labels = np.union1d(labels, np.unique(_keys(codes)))
+    return labels, grey
+
+
+def mask_regions(mask: Mask, size: tuple[int, int], stores: StoreFactory | None = None) -> Regions:
+    """A mask from :func:`read_mask` resized to ``size`` (width, height) into a store, strip by
+    strip: its rows are read again and turned into region weights as the resize asks for them."""
     w, h = size
-    store = (stores or StoreFactory())(len(styles), h, w)
+    store = (stores or StoreFactory())(len(mask.styles), h, w)
 
     def write(y0: int, block: np.ndarray) -> None:
         np.clip(block, 0.0, 1.0, out=block)
         block /= np.maximum(block.sum(axis=0, keepdims=True), 1e-12)
         store.write(y0, 0, block)
 
-    resize_strips(lambda a, b: weights[:, a:b], weights.shape[1:], (h, w), write, kernel="linear")
-    return Regions(store, styles)
+    with displayed_rows(mask.path, mask.max_pixels, role="mask") as reader:
+        mw, mh = reader.size
+        resize_strips(lambda a, b: mask.kind.weights(reader.rows(a, b)[:3]), (mh, mw), (h, w), write, kernel="linear")
+    return Regions(store, mask.styles)
 
 
 def load_regions(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max_pixels: int,
