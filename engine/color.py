@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .store import Store, read_rows
+from .store import RamStore, Store, StoreFactory, read_rows
 from .wct import Moments, merge_moments, symmetric_power, tile_moments
 
 MODES = ("off", "luminance", "style")
@@ -44,14 +44,22 @@ def rgb_moments(image: np.ndarray) -> Moments:
     return tile_moments(torch.from_numpy(np.ascontiguousarray(image)).reshape(3, -1))
 
 
-def recolour(style: np.ndarray, content: Moments, rel_eps: float = 1e-10) -> np.ndarray:
-    """``style`` with the RGB mean and covariance of ``content``, clamped to [0, 1]."""
-    s = rgb_moments(style)
+def recolour(style: np.ndarray | Store, content: Moments, rel_eps: float = 1e-10,
+             make: StoreFactory | None = None) -> np.ndarray | Store:
+    """``style`` with the RGB mean and covariance of ``content``, clamped to [0, 1]: an array
+    for an array; for a store (a style too large for RAM), a store from ``make``, strip by strip
+    (the same pixels: arrays take the same strips)."""
+    source = RamStore(style) if isinstance(style, np.ndarray) else style
+    s = rgb_moments_of(source)
     a = symmetric_power(content.covariance(), 0.5, rel_eps) @ symmetric_power(s.covariance(), -0.5, rel_eps)
     b = content.mean - a @ s.mean
-    flat = torch.from_numpy(style.reshape(3, -1)).double()
-    out = (a @ flat + b[:, None]).float().numpy().reshape(style.shape)
-    return np.clip(out, 0.0, 1.0)
+    out = RamStore.empty(*source.shape) if isinstance(style, np.ndarray) else (make or StoreFactory())(*source.shape)
+    _, h, w = source.shape
+    for y0 in range(0, h, 256):
+        block = read_rows(source, y0, min(h, y0 + 256))
+        flat = torch.from_numpy(np.ascontiguousarray(block).reshape(3, -1)).double()
+        out.write(y0, 0, np.clip((a @ flat + b[:, None]).float().numpy().reshape(block.shape), 0.0, 1.0))
+    return out.array if isinstance(style, np.ndarray) else out
 
 
 def rgb_moments_of(image: Store, strip: int = 256) -> Moments:

@@ -40,7 +40,7 @@ SAFETY = 0.08
 # progress(level, phase, done, total): phase is "style", "stats" or "render".
 Progress = Callable[[int, str, int, int], None]
 StyleStats = dict[int, Moments]
-StyleInput = np.ndarray | StyleStats  # a style image (3, H, W) or its statistics
+StyleInput = np.ndarray | Store | StyleStats  # a style image (3, H, W), in RAM or a store, or its statistics
 
 
 @dataclass
@@ -152,30 +152,34 @@ class Stylizer:
         device = self.backend.device
         return lambda box: torch.from_numpy(image.read(box))[None].to(device)
 
-    def style_statistics(self, style: np.ndarray, progress: Progress | None = None) -> StyleStats:
+    def style_statistics(self, style: np.ndarray | Store, progress: Progress | None = None) -> StyleStats:
         """Per-level style moments: they depend on the style alone, so batches reuse them.
 
         Taken over exactly the features a whole-image pass of the style has, as the paper
         computes them: pooling floors, so a side that is not a multiple of the stride has no
         features for its trailing pixels. When the whole style fits, it is encoded unpadded in
         one piece (exactly the paper's features); a style too large for that is tiled over its
-        reflect-padded extent and only the whole-pass feature grid is counted.
+        reflect-padded extent and only the whole-pass feature grid is counted. ``style`` may be
+        a store: a painting scanned at 16K is read tile by tile from a scratch file.
         """
-        _, h, w = style.shape
+        source = RamStore(style) if isinstance(style, np.ndarray) else style
+        _, h, w = source.shape
         stats = {}
         # A forced --tile is for the content: a style that fits is encoded whole.
         for p in self._plan_levels(h, w, self._available(0), None, self.levels, "the style"):
             g = self.backend.geometry(p.level)
             valid = (h // g.stride, w // g.stride)
             if min(valid) < 2:  # too small to reflect-pad at the deepest layer: use the padded image
-                stats[p.level] = self._moments(p.level, RamStore(style), p, progress, "style")
+                stats[p.level] = self._moments(p.level, source, p, progress, "style")
             elif p.tile is None:
-                f = self.backend.encode(p.level, torch.from_numpy(np.ascontiguousarray(style))[None])
+                pixels = style if isinstance(style, np.ndarray) else source.read(Box(0, h, 0, w))
+                f = self.backend.encode(p.level, torch.from_numpy(np.ascontiguousarray(pixels))[None])
+                del pixels
                 stats[p.level] = tile_moments(f)
                 if progress:
                     progress(p.level, "style", 1, 1)
             else:
-                stats[p.level] = self._moments(p.level, RamStore(style), p, progress, "style", valid=valid)
+                stats[p.level] = self._moments(p.level, source, p, progress, "style", valid=valid)
         return {k: m.to("cpu") for k, m in stats.items()}
 
     def stylize(self, content: np.ndarray | Store, style: StyleInput | Sequence[StyleInput], *, alpha: float = 1.0,
@@ -218,7 +222,7 @@ class Stylizer:
             if any(isinstance(st, dict) for st in styles):
                 raise ValueError("preserve_color='style' recolours the style image: pass images, not statistics")
             photo = rgb_moments_of(source)
-            styles = [recolour(st, photo) for st in styles]
+            styles = [recolour(st, photo, self.rel_eps, stores) for st in styles]
         mix = [(w, st if isinstance(st, dict) else self.style_statistics(st, progress))
                for w, st in zip(weights, styles) if w > 0 or regions is not None]
         keep = preserve_color == "luminance"

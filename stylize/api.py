@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -36,7 +38,7 @@ def build_stylizer(settings: Settings | None = None) -> Stylizer:
     return Stylizer(backend, levels=s.levels, tile=s.tile, max_memory=s.memory_bytes)
 
 
-def stylize(content: np.ndarray | Store, style: np.ndarray | StyleStats, settings: Settings | None = None, *,
+def stylize(content: np.ndarray | Store, style: np.ndarray | Store | StyleStats, settings: Settings | None = None, *,
             stylizer: Stylizer | None = None, progress: Progress | None = None,
             consume_content: bool = False, stores: StoreFactory | None = None,
             regions: Regions | None = None) -> Stylized:
@@ -53,8 +55,33 @@ def stylize(content: np.ndarray | Store, style: np.ndarray | StyleStats, setting
                             progress=progress, consume_content=consume_content, stores=stores)
 
 
-def read_styles(styles: list, settings: Settings) -> list[np.ndarray]:
-    return [read_image(p, settings.style_px, settings.max_pixels, role="style").rgb for p in styles]
+STYLE_RAM_SHARE = 0.25  # a style image in RAM may take this share of the budget; a larger one is read into a scratch file
+
+
+@contextmanager
+def read_styles(styles: list, settings: Settings, role: str | None = "style") -> Iterator[list[np.ndarray | Store]]:
+    """The styles at ``--style-res``, every header checked before any is decoded: arrays, or
+    for a style over a quarter of the memory budget (a painting scanned at 16K is 2 GiB of
+    floats) a scratch store filled by rows, from which the engine reads its statistics tile
+    by tile. The scratch files go when the block ends. ``role`` prefixes a file's error."""
+    sizes = [probe_image(p, settings.max_pixels, role=role, long_side=settings.style_px) for p in styles]
+    large = [12 * w * h > STYLE_RAM_SHARE * settings.budget_bytes for w, h in sizes]
+    with ExitStack() as stack:
+        stores = None
+        if any(large):
+            need = sum(scratch_bytes(h, w) for (w, h), big in zip(sizes, large) if big)
+            stores = StoreFactory(stack.enter_context(scratch_folder(settings.scratch, need)), STORE_DTYPE, ram_pixels=0)
+        images: list[np.ndarray | Store] = []
+        for path, big in zip(styles, large):
+            if big:
+                rgb, alpha = load_into_store(path, settings.style_px, settings.max_pixels, stores, role=role)
+                if alpha is not None:
+                    alpha.close()
+                stack.callback(rgb.close)
+                images.append(rgb)
+            else:
+                images.append(read_image(path, settings.style_px, settings.max_pixels, role=role).rgb)
+        yield images
 
 
 def as_list(style) -> list:
@@ -88,8 +115,14 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
     check_writable(out, h, w, s.budget_bytes)
     if s.store == "ram" or (s.store == "auto" and fits_in_ram(h, w, s.budget_bytes)):
         return _stylize_in_ram(content, styles, out, s, stylizer, progress)
-    st = read_styles(styles, s)
-    mask = read_mask(s.mask, (w, h), len(styles), s.max_pixels) if s.mask is not None else None  # checked first
+    with read_styles(styles, s) as st:
+        mask = read_mask(s.mask, (w, h), len(styles), s.max_pixels) if s.mask is not None else None  # checked first
+        return _stylize_streamed(content, st, mask, out, (w, h), s, stylizer, progress)
+
+
+def _stylize_streamed(content, st: list, mask, out: Path, size: tuple[int, int], s: Settings,
+                      stylizer: Stylizer | None, progress: Progress | None) -> FileResult:
+    w, h = size
     with scratch_folder(s.scratch, scratch_bytes(h, w)) as folder:
         stores = StoreFactory(folder, STORE_DTYPE, ram_pixels=0 if s.store == "disk" else 4_000_000)
         rgb, alpha = load_into_store(content, s.output_px, s.max_pixels, stores, role="content")
@@ -105,13 +138,14 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
 def _stylize_in_ram(content, styles: list, out: Path, s: Settings, stylizer: Stylizer | None,
                     progress: Progress | None) -> FileResult:
     c = read_image(content, s.output_px, s.max_pixels, role="content")
-    st = read_styles(styles, s)
-    regions = load_regions(s.mask, c.size, len(styles), s.max_pixels) if s.mask else None
-    t0 = time.perf_counter()
-    stylizer = stylizer or build_stylizer(s)
-    content_rgb, c.rgb = c.rgb, None  # the engine reuses this buffer: hold no second reference
-    result = stylize(content_rgb, st, s, stylizer=stylizer, progress=progress, consume_content=True, regions=regions)
-    del content_rgb, st
+    with read_styles(styles, s) as st:
+        regions = load_regions(s.mask, c.size, len(styles), s.max_pixels) if s.mask else None
+        t0 = time.perf_counter()
+        stylizer = stylizer or build_stylizer(s)
+        content_rgb, c.rgb = c.rgb, None  # the engine reuses this buffer: hold no second reference
+        result = stylize(content_rgb, st, s, stylizer=stylizer, progress=progress, consume_content=True,
+                         regions=regions)
+        del content_rgb, st
     write_image(out, result.image, c.alpha, quality=s.quality, bits=s.bits)
     h, w = result.image.shape[1:]
     return FileResult(out, (w, h), time.perf_counter() - t0, result.report)

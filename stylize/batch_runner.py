@@ -27,7 +27,7 @@ from typing import Callable
 from stylize.engine.atomic import output_folder, remove_stale_parts
 from stylize.engine.stylizer import Stylizer
 
-from .api import build_stylizer, stylize, stylize_file
+from .api import build_stylizer, read_styles, stylize, stylize_file
 from .batch_files import Pair, check_styles, find_photos, output_format, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
 from .batch_records import (REPORT_NAME, BatchInterrupted, BatchSummary, PairResult, Report, exclusive,
@@ -58,8 +58,11 @@ class StyleCache:
             return self._ready[style], 0.0
         t = time.perf_counter()
         try:
-            image = read_image(style, self.opts.style_px, self.opts.max_pixels).rgb
-            self._ready[style] = stylizer.style_statistics(image) if self.cache else image
+            if self.cache:  # a style too large for RAM is read into a scratch file for this
+                with read_styles([style], self.opts, role=None) as (image,):
+                    self._ready[style] = stylizer.style_statistics(image)
+            else:
+                self._ready[style] = read_image(style, self.opts.style_px, self.opts.max_pixels).rgb
         except Exception as e:
             self._errors[style] = f"style {style}: {failure_reason(e, style)}"
             raise ImageError(self._errors[style]) from None

@@ -120,3 +120,27 @@ def test_interrupt_removes_scratch_and_output(tmp_path, sig):
     assert list(scratch.iterdir()) == [], "scratch folder left behind"
     assert not (tmp_path / "o.png").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.png")], "temporary output left behind"
+
+
+@pytest.mark.parametrize("tile,preserve", [(None, "off"), (192, "style")], ids=["whole", "tiled-recoloured"])
+def test_a_style_too_large_for_ram_is_read_into_a_scratch_file_with_the_same_output(tile, preserve, tmp_path,
+                                                                                     monkeypatch):
+    """A style over a quarter of the budget (a 16K scan) is filled into a scratch store by rows
+    and its statistics read from there, whole or by tiles, recoloured strip by strip: the output
+    is the one a style in RAM gives, pixel for pixel, and the scratch folder is gone after."""
+    import stylize.api as api
+    from stylize.engine import store
+
+    made = []
+    real_disk = store.DiskStore.__init__
+    monkeypatch.setattr(store.DiskStore, "__init__", lambda self, *a, **k: (made.append(a), real_disk(self, *a, **k))[1])
+    (tmp_path / "scratch").mkdir()
+    settings = Settings(resolution=384, style_resolution=320, tile=tile, preserve_color=preserve, device="cpu",
+                        scratch=tmp_path / "scratch")
+    stylize_file(PHOTO, STYLE, tmp_path / "ram.png", settings)
+    assert made == []
+    monkeypatch.setattr(api, "STYLE_RAM_SHARE", 0.0)
+    stylize_file(PHOTO, STYLE, tmp_path / "disk.png", settings)
+    assert [a[1:4] for a in made] == [(3, 240, 320)]  # the style, at --style-res, and nothing else
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ram.png")), np.asarray(Image.open(tmp_path / "disk.png")))
+    assert list((tmp_path / "scratch").iterdir()) == []
