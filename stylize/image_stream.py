@@ -7,18 +7,22 @@ strip is exactly those rows of the whole resize) into the store, so a gigapixel 
 whole in RAM. Other files are decoded whole at their own size, then resized strip by strip.
 Out: PNG through a streaming encoder of our own (zlib, row by row: the format allows it and
 Pillow's encoder needs the whole image), TIFF as tiles from a generator through tifffile
-(BigTIFF past 4 GB), JPEG through Pillow, which needs the whole 8-bit image: refused before
-compute when that does not fit the budget, and past libjpeg's 65,500-pixel side always.
+(BigTIFF past 4 GB), JPEG through libvips in sequential mode, fed by that PNG encoder
+uncompressed (:func:`_write_jpeg`: the same pixels as Pillow's encoder, in constant memory).
+Without libvips, JPEG goes through Pillow, which needs the whole 8-bit image: refused before
+compute when that does not fit the budget. Past libjpeg's 65,500-pixel side, always.
 
 libvips only decodes: its resampler would make the pixels depend on whether an image fits in
 RAM; here both paths use the same resampler and give the same pixels.
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -26,6 +30,7 @@ from stylize.engine.atomic import atomic_path
 from stylize.engine.resample import resize_strips
 from stylize.engine.store import Store, StoreFactory, read_rows
 
+from .image_guard import describe_error
 from .imageio import BIGTIFF_THRESHOLD, WRITERS, ImageError, read_by_rows, read_image, target_size, to_integer
 
 JPEG_MAX_SIDE = 65500  # libjpeg's JPEG_MAX_DIMENSION (the format's 65535 is not reached)
@@ -57,7 +62,7 @@ def check_writable(path: Path, height: int, width: int, memory_budget: int | Non
             raise ImageError(f"{path}: JPEG cannot hold {width}x{height} (sides up to {JPEG_MAX_SIDE} px); "
                              "write .png or .tif")
         need = height * width * 3
-        if memory_budget and need > memory_budget // 2:
+        if memory_budget and need > memory_budget // 2 and not _has_vips():
             raise ImageError(f"{path}: a {width}x{height} JPEG is encoded whole ({need / 2**30:.1f} GiB), over half "
                              f"the memory budget; write .png or .tif (streamed), or raise --max-memory")
 
@@ -114,6 +119,8 @@ def write_store(path: str | os.PathLike, rgb: Store, alpha: Store | None = None,
             _write_png(tmp, w, h, 4 if alpha is not None else 3, bits, strips)
         elif fmt == "TIFF":
             _write_tiff(tmp, w, h, 4 if alpha is not None else 3, bits, strips)
+        elif _has_vips():
+            _write_jpeg(tmp, w, h, strips, quality)
         else:
             from PIL import Image
 
@@ -141,22 +148,70 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _write_png(path: Path, width: int, height: int, channels: int, bits: int, strips) -> None:
-    """A PNG written row by row: filter type 0 per row, one zlib stream over all IDAT chunks."""
+def _png_bytes(width: int, height: int, channels: int, bits: int, strips, level: int = 6) -> Iterator[bytes]:
+    """A PNG, chunk by chunk, row by row: filter type 0 per row, one zlib stream over all IDAT chunks."""
     colour = {3: 2, 4: 6}[channels]
+    yield b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0))
+    z = zlib.compressobj(level)
+    for _, block in strips:
+        raw = block.astype(">u2") if bits == 16 else block
+        rows = np.concatenate([np.zeros((raw.shape[0], 1), np.uint8), raw.reshape(raw.shape[0], -1).view(np.uint8)],
+                              axis=1)
+        data = z.compress(rows.tobytes())
+        if data:
+            yield _chunk(b"IDAT", data)
+    yield _chunk(b"IDAT", z.flush()) + _chunk(b"IEND", b"")
+
+
+def _write_png(path: Path, width: int, height: int, channels: int, bits: int, strips) -> None:
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n")
-        f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)))
-        z = zlib.compressobj(6)
-        for _, block in strips:
-            raw = block.astype(">u2") if bits == 16 else block
-            rows = np.concatenate([np.zeros((raw.shape[0], 1), np.uint8),
-                                   raw.reshape(raw.shape[0], -1).view(np.uint8)], axis=1)
-            data = z.compress(rows.tobytes())
-            if data:
-                f.write(_chunk(b"IDAT", data))
-        f.write(_chunk(b"IDAT", z.flush()))
-        f.write(_chunk(b"IEND", b""))
+        for data in _png_bytes(width, height, channels, bits, strips):
+            f.write(data)
+
+
+def _has_vips() -> bool:
+    try:
+        import pyvips  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def _write_jpeg(path: Path, width: int, height: int, strips, quality: int) -> None:
+    """JPEG in constant memory: libvips reads an uncompressed PNG made strip by strip as it asks
+    for bytes (a source of our own), and encodes sequentially. Both ends are libjpeg-turbo with
+    the same settings (quality, 4:4:4, baseline, no metadata), so the pixels are those of
+    Pillow's encoder of the whole image (``tests/unit/test_image_stream.py``). Whatever the
+    strips raise (a scratch read error, Ctrl-C) is raised here, not lost inside libvips."""
+    import pyvips
+
+    chunks = _png_bytes(width, height, 3, 8, strips, level=0)
+    held, raised = [b"", 0], []
+
+    def read(size: int) -> bytes:
+        try:
+            data, at = held
+            while at >= len(data):
+                data, at = next(chunks, b""), 0
+                if not data:
+                    return b""
+            held[:] = data, at + size
+            return data[at:at + size]
+        except BaseException as e:  # noqa: BLE001 - raised again below, in the caller's thread
+            raised.append(e)
+            return b""
+
+    source = pyvips.SourceCustom()
+    source.on_read(read)
+    try:
+        image = pyvips.Image.new_from_source(source, "", access="sequential")
+        image.jpegsave(str(path), Q=int(quality), subsample_mode="off", keep="none")
+    except pyvips.Error as e:
+        if raised:
+            raise raised[0] from None
+        raise OSError(errno.EIO, f"JPEG encoder: {describe_error(e)}") from None
+    if raised:
+        raise raised[0]
 
 
 def _write_tiff(path: Path, width: int, height: int, channels: int, bits: int, strips) -> None:

@@ -61,12 +61,17 @@ def test_a_mask_by_rows_gives_the_regions_of_the_whole_mask(kind, n_styles, styl
 
 
 def test_a_mask_libvips_cannot_stream_is_read_whole_with_the_same_regions(tmp_path):
-    """GIF (and a turned PNG) are read whole and served as rows: the same regions as a PNG."""
+    """GIF, and a PNG stored turned (EXIF 3: its rows come bottom up), are read whole and
+    served as rows: the same regions as the upright PNG."""
     Image.fromarray(_label_mask()).save(tmp_path / "mask.png")
     Image.fromarray(_label_mask()).save(tmp_path / "mask.gif")
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    Image.fromarray(np.ascontiguousarray(_label_mask()[::-1, ::-1])).save(tmp_path / "turned.png", exif=exif)
     want, _ = _expected(tmp_path / "mask.png", 2)
-    got = load_regions(tmp_path / "mask.gif", SIZE, 2, 10**9)
-    assert np.array_equal(read_rows(got.weights, 0, SIZE[1]), want)
+    for name in ("mask.gif", "turned.png"):
+        got = load_regions(tmp_path / name, SIZE, 2, 10**9)
+        assert np.array_equal(read_rows(got.weights, 0, SIZE[1]), want), name
 
 
 def test_colours_anywhere_in_the_mask_count(tmp_path):
