@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .store import RamStore, Store, StoreFactory, read_rows
+from .store import DiskStore, RamStore, Store, StoreFactory, read_rows
 from .wct import Moments, merge_moments, symmetric_power, tile_moments
 
 MODES = ("off", "luminance", "style")
@@ -47,13 +47,17 @@ def rgb_moments(image: np.ndarray) -> Moments:
 def recolour(style: np.ndarray | Store, content: Moments, rel_eps: float = 1e-10,
              make: StoreFactory | None = None) -> np.ndarray | Store:
     """``style`` with the RGB mean and covariance of ``content``, clamped to [0, 1]: an array
-    for an array; for a store (a style too large for RAM), a store from ``make``, strip by strip
-    (the same pixels: arrays take the same strips)."""
+    for an array; for a store (a style too large for RAM), a store from ``make`` (default: a
+    scratch file beside it), strip by strip (the same pixels: arrays take the same strips)."""
     source = RamStore(style) if isinstance(style, np.ndarray) else style
     s = rgb_moments_of(source)
     a = symmetric_power(content.covariance(), 0.5, rel_eps) @ symmetric_power(s.covariance(), -0.5, rel_eps)
     b = content.mean - a @ s.mean
-    out = RamStore.empty(*source.shape) if isinstance(style, np.ndarray) else (make or StoreFactory())(*source.shape)
+    if isinstance(style, np.ndarray):
+        out = RamStore.empty(*source.shape)
+    else:  # beside the style: a scratch style stays out of RAM recoloured
+        folder = style.path.parent if isinstance(style, DiskStore) else None
+        out = (make or StoreFactory(folder, ram_pixels=0))(*source.shape)
     _, h, w = source.shape
     for y0 in range(0, h, 256):
         block = read_rows(source, y0, min(h, y0 + 256))

@@ -85,6 +85,12 @@ def feature_bytes(g: LevelGeometry, padded: tuple[int, int]) -> int:
     return g.channels * (padded[0] // g.stride) * (padded[1] // g.stride) * 4
 
 
+def _largest_tile(g: LevelGeometry, room: float) -> int:
+    """The largest core side (a multiple of the stride) whose read region fits ``room`` bytes."""
+    side = (max(room, 0) / (g.peak_bytes_per_pixel * WORKING_OVERHEAD)) ** 0.5
+    return (int(side) - 2 * round_up(g.radius, g.stride)) // g.stride * g.stride
+
+
 def plan_level(g: LevelGeometry, height: int, width: int, available: float,
                tile: int | None = None) -> LevelPlan:
     """Whole image if it fits ``available`` bytes; else the largest tile that does.
@@ -100,10 +106,9 @@ def plan_level(g: LevelGeometry, height: int, width: int, available: float,
         return LevelPlan(g.level, padded, None, True)
     cache = feature_bytes(g, padded) <= CACHE_SHARE * available
     if tile is None:
-        room = available - (feature_bytes(g, padded) if cache else 0)
-        side = (max(room, 0) / (g.peak_bytes_per_pixel * WORKING_OVERHEAD)) ** 0.5
-        halo = round_up(g.radius, g.stride)
-        tile = (int(side) - 2 * halo) // g.stride * g.stride
+        tile = _largest_tile(g, available - (feature_bytes(g, padded) if cache else 0))
+        if cache and tile < floor_tile(g):  # the cache is a speed-up: give it up before the tile size
+            cache, tile = False, _largest_tile(g, available)
         if tile < floor_tile(g):
             short = floor_bytes(g) - available
             raise BudgetTooSmall(f"the memory budget is {short / 2**20:.0f} MiB short for level {g.level} at "

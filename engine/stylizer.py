@@ -222,7 +222,7 @@ class Stylizer:
             if any(isinstance(st, dict) for st in styles):
                 raise ValueError("preserve_color='style' recolours the style image: pass images, not statistics")
             photo = rgb_moments_of(source)
-            styles = [recolour(st, photo, self.rel_eps, stores) for st in styles]
+            styles = [recolour(st, photo, self.rel_eps, stores if stores.on_disk else None) for st in styles]
         mix = [(w, st if isinstance(st, dict) else self.style_statistics(st, progress))
                for w, st in zip(weights, styles) if w > 0 or regions is not None]
         keep = preserve_color == "luminance"

@@ -9,10 +9,15 @@ the stored image become rows (tags 1-4) or columns (5-8). The whole read does th
 whole result, so a file gives the same pixels read whole or by rows.
 
 The tag is read by Pillow in both paths (libvips clips an invalid tag to 1-8 where Pillow
-ignores it), and means what :func:`PIL.ImageOps.exif_transpose` does with it.
+ignores it, and misses XMP or a PNG's EXIF after the pixels), a PNG's without decoding it
+(:func:`png_orientation`), and means what :func:`PIL.ImageOps.exif_transpose` does with it;
+a TIFF's Orientation tag (274) likewise, read by tifffile.
 """
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from typing import BinaryIO, Callable
 
 import numpy as np
@@ -32,9 +37,13 @@ def exif_orientation(im: Image.Image) -> int:
 
 
 def file_orientation(f: BinaryIO) -> int | None:
-    """:func:`exif_orientation` of the open file ``f`` (left at offset 0), or None where Pillow
-    cannot read its header or EXIF (the whole read then says what is wrong with the file)."""
+    """:func:`exif_orientation` of the open file ``f`` (left at offset 0), read without decoding
+    its pixels, or None where Pillow cannot read its header or EXIF (the whole read then says
+    what is wrong with the file)."""
     try:
+        f.seek(0)
+        if f.read(8) == PNG_SIGNATURE:
+            return png_orientation(f)
         f.seek(0)
         with Image.open(f) as im:
             return exif_orientation(im)
@@ -42,6 +51,46 @@ def file_orientation(f: BinaryIO) -> int | None:
         return None
     finally:
         f.seek(0)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_META = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_orientation(f: BinaryIO) -> int:
+    """A PNG's orientation as Pillow reads it, without decoding it.
+
+    Pillow finds a PNG's EXIF only after decoding the whole image when there is no eXIf chunk
+    before the pixels (it may come after them), which for a 32K PNG is gigabytes before any
+    check. Here the chunks are walked by their headers, the metadata chunks (eXIf, text: EXIF
+    as a raw profile, XMP) wherever they are copied into a 1-pixel PNG, and Pillow reads that:
+    the same answer by the same code. A file cut short gives what was found before the cut
+    (its decode then fails with the reason).
+    """
+    f.seek(len(PNG_SIGNATURE))
+    meta = []
+    while True:
+        head = f.read(8)
+        if len(head) < 8:
+            break
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IEND":
+            break
+        if kind in _PNG_META:
+            body = f.read(length + 4)
+            if len(body) < length + 4:
+                break
+            meta.append(head + body)
+        else:
+            f.seek(length + 4, 1)
+    tiny = (PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)) + b"".join(meta)
+            + _png_chunk(b"IDAT", zlib.compress(b"\0\0")) + _png_chunk(b"IEND", b""))
+    with Image.open(io.BytesIO(tiny)) as im:
+        return exif_orientation(im)
 
 
 def displayed_size(width: int, height: int, orientation: int) -> tuple[int, int]:

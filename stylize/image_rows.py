@@ -110,7 +110,7 @@ def _tiff_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
         return None
     probe = _tiff_channels(np.zeros((1, 1, page.samplesperpixel), page.dtype), head)
     return RowReader((page.imagewidth, page.imagelength), probe.shape[0] == 4, _tiff_blocks(tf, head, path),
-                     str(path))
+                     str(path), head.orientation)
 
 
 def _tiff_channels(block: np.ndarray, head: TiffLayout) -> np.ndarray:
@@ -195,7 +195,6 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
         im = pyvips.Image.new_from_source(pyvips.Source.new_from_file(str(path)), "", access="sequential",
                                           fail_on="truncated")
         loader = str(im.get("vips-loader"))
-        turned = im.get_typeof("orientation") != 0 and im.get("orientation") not in (0, 1)
     except pyvips.Error:
         return None  # not a format libvips streams: the whole read says what is wrong with it
     deep = loader.startswith("pngload") and im.format == "ushort" and im.interpretation in ("rgb16", "grey16")
@@ -204,7 +203,7 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
         return None
     if not deep and im.width * im.height < min_pixels:  # a 16-bit PNG always: Pillow keeps 8 bits of its RGB
         return None
-    orientation = file_orientation(f) if turned else 1  # the tag as Pillow (the whole read) reads it
+    orientation = file_orientation(f)  # as Pillow (the whole read) reads it: EXIF, XMP, a PNG's after IDAT
     if orientation is None:
         return None
     limits.check_decode(path, im.width, im.height, im.width * im.height * im.bands * (2 if deep else 1),

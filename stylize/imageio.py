@@ -30,7 +30,7 @@ from stylize.engine.atomic import atomic_path, remove_stale_parts
 from stylize.engine.resample import resize
 
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
-from .image_orient import displayed_size, exif_orientation, orient
+from .image_orient import displayed_size, exif_orientation, file_orientation, orient
 from .image_rows import STREAM_ABOVE, RowReader, open_rows, resample_rows
 from .tiff_read import Bands, tiff_bands, tiff_errors, tiff_header
 
@@ -162,14 +162,12 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
             import tifffile
 
             with tiff_errors(path), tifffile.TiffFile(f) as tf:
-                page = tiff_header(tf, path, limits).page
-                size = page.imagewidth, page.imagelength
+                head = tiff_header(tf, path, limits)
+                size = displayed_size(head.page.imagewidth, head.page.imagelength, head.orientation)
         else:
             im = _pil_header(f, path, limits)
-            try:
-                size = displayed_size(*im.size, exif_orientation(im))
-            except DECODE_ERRORS:
-                size = im.size  # unreadable EXIF: read_image will say so
+            orientation = file_orientation(f)  # a PNG's without decoding it, as Pillow's getexif would
+            size = displayed_size(*im.size, orientation or 1)  # None, unreadable EXIF: read_image will say so
     size = target_size(*size, long_side)
     limits.check_pixels(path, *size, "requested output")
     return size
@@ -258,10 +256,7 @@ def _read_image(path: Path, long_side: int | None, max_pixels: int, max_bytes: i
         if by_rows and _rows_into(f, path, limits, long_side, _into_ram(loaded), STREAM_ABOVE):
             return loaded[0]  # a large source: never decoded whole
         f.seek(0)
-        if is_tiff(f):
-            (bands, peak, alpha_band), orientation = tiff_bands(f, path, limits), 1
-        else:
-            (bands, peak, alpha_band), orientation = _pil_bands(f, path, limits)
+        (bands, peak, alpha_band), orientation = (tiff_bands if is_tiff(f) else _pil_bands)(f, path, limits)
     first = bands[0]
     w, h = first.size if isinstance(first, Image.Image) else (first.shape[1], first.shape[0])
     size = target_size(*displayed_size(w, h, orientation), long_side)

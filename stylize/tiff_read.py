@@ -34,6 +34,16 @@ class TiffLayout:
     planar: bool
     photometric: int
     colormap: np.ndarray | None  # (3, 2**bits) for a palette image
+    orientation: int = 1  # the Orientation tag (274), as EXIF's: applied after the resize
+
+
+def _orientation(page) -> int:
+    tag = page.tags.get(274)
+    try:
+        value = int(tag.value) if tag is not None else 1
+    except (TypeError, ValueError):
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayout:
@@ -54,12 +64,12 @@ def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayou
     ends = np.asarray(page.dataoffsets, np.uint64) + np.asarray(page.databytecounts, np.uint64)
     if ends.size and int(ends.max()) > limits.file_bytes:  # tifffile would allocate what a strip claims
         raise ImageError(f"{path}: truncated or corrupt TIFF (image data runs past the end of the file)")
-    return TiffLayout(page, shape, planar, int(page.photometric), colormap)
+    return TiffLayout(page, shape, planar, int(page.photometric), colormap, _orientation(page))
 
 
-def tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> Bands:
+def tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> tuple[Bands, int]:
     """Any TIFF tifffile reads (BigTIFF, 16-bit, signed and float samples, LZW/deflate/JPEG/
-    CCITT through imagecodecs), first page."""
+    CCITT through imagecodecs), first page: its bands as stored, and its orientation."""
     import tifffile
 
     with tiff_errors(path), tifffile.TiffFile(f) as tf:
@@ -68,7 +78,7 @@ def tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> Bands:
     if a.shape != head.shape:
         raise ImageError(f"{path}: truncated or corrupt TIFF (decoded {a.shape}, header says {head.shape})")
     a = a[..., None] if a.ndim == 2 else np.moveaxis(a, 0, -1) if head.planar else a
-    return tiff_array_bands(a, head.photometric, head.colormap)
+    return tiff_array_bands(a, head.photometric, head.colormap), head.orientation
 
 
 def tiff_array_bands(a: np.ndarray, photometric: int, colormap: np.ndarray | None) -> Bands:

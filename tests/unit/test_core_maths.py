@@ -81,6 +81,24 @@ def test_memory_plan_tiles_when_the_budget_is_small():
     assert parse_size("1.5G") == 3 << 29 and parse_size("800MiB") == 800 << 20
 
 
+def test_the_feature_cache_is_given_up_before_the_budget_is_called_too_small():
+    """Between the floor tile alone and the floor tile plus the cache, the plan runs without
+    the cache (it is a speed-up); below the floor, the shortfall is what is really missing."""
+    from stylize.engine.memory import (CACHE_SHARE, BudgetTooSmall, feature_bytes, floor_bytes, floor_tile,
+                                       padded_size)
+
+    g = get_family("cd16x").build(5).geometry()
+    h, w = 4400, 6000  # level-5 features of 50 MiB: the planner takes the cache from 143 MiB on
+    cached = feature_bytes(g, padded_size(h, w, g.stride, 2 * g.stride))
+    available = cached / CACHE_SHARE + (1 << 20)
+    assert available - cached < floor_bytes(g) <= available  # the floor tile fits, not with the cache beside it
+    plan = plan_level(g, h, w, available)
+    assert plan.tile >= floor_tile(g) and not plan.cache_features
+    with pytest.raises(BudgetTooSmall) as e:
+        plan_level(g, h, w, floor_bytes(g) - (5 << 20))
+    assert 0 < e.value.short <= 5 << 20
+
+
 
 
 def test_stroke_factor_and_split():

@@ -1,5 +1,7 @@
 """Decoding by rows gives the pixels of a whole read, for every layout it takes, and fails as
 a whole read fails: one line naming the file."""
+import zlib
+
 import numpy as np
 import pytest
 import tifffile
@@ -8,7 +10,7 @@ from PIL import Image
 from stylize.engine.store import read_rows
 from stylize.image_guard import ImageError
 from stylize.image_rows import RowReader
-from stylize.imageio import _into_ram, read_image, read_by_rows
+from stylize.imageio import _into_ram, probe_image, read_image, read_by_rows
 
 pyvips = pytest.importorskip("pyvips", reason="libvips decodes JPEG/PNG by rows (pyvips, pyvips-binary: dependencies)")
 
@@ -107,24 +109,42 @@ def test_formats_libvips_would_map_differently_are_read_whole(tmp_path):
 
 
 def _turned(path, a: np.ndarray, orientation: int) -> None:
+    """``a`` stored with the orientation tag, where each kind of file keeps it."""
     exif = Image.Exif()
     exif[0x0112] = orientation
-    Image.fromarray(a).save(path, exif=exif, **({"quality": 90} if path.suffix == ".jpg" else {}))
+    if path.name.endswith("-xmp.jpg"):  # in XMP only, as some editors write it
+        xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+               b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="%d"/></rdf:RDF>'
+               b'</x:xmpmeta>' % orientation)
+        Image.fromarray(a).save(path, xmp=xmp, quality=90)
+    elif path.name.endswith("-after.png"):  # an eXIf chunk after the image data
+        Image.fromarray(a).save(path)
+        data, exif_bytes = path.read_bytes(), exif.tobytes()
+        chunk = (len(exif_bytes).to_bytes(4, "big") + b"eXIf" + exif_bytes
+                 + zlib.crc32(b"eXIf" + exif_bytes).to_bytes(4, "big"))
+        path.write_bytes(data[:-12] + chunk + data[-12:])
+    elif path.suffix == ".tif":  # the TIFF Orientation tag (274), tiled
+        tifffile.imwrite(path, a, tile=(64, 64), photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    else:
+        Image.fromarray(a).save(path, exif=exif, **({"quality": 90} if path.suffix == ".jpg" else {}))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_an_exif_orientation_is_what_pillow_displays(orientation, tmp_path):
     """Unresized, the image is Pillow's ``exif_transpose`` of the decode, pixel for pixel, whole
-    and by rows, alpha included: the tag means what every viewer shows."""
+    and by rows, alpha included, wherever the file keeps the tag (EXIF, XMP, a PNG's eXIf after
+    the image data, TIFF's own tag): the tag means what every viewer shows."""
     from PIL import ImageOps
 
-    for name, a in (("x.jpg", _pixels()[..., :3]), ("x.png", _pixels())):
+    for name, a in (("x.jpg", _pixels()[..., :3]), ("x.png", _pixels()), ("x-xmp.jpg", _pixels()[..., :3]),
+                    ("x-after.png", _pixels()[..., :3]), ("x.tif", _pixels()[..., :3])):
         path = tmp_path / name
         _turned(path, a, orientation)
         with Image.open(path) as im:
             shown = np.multiply(np.asarray(ImageOps.exif_transpose(im)), np.float32(1 / 255), dtype=np.float32)
         got = []
         assert read_by_rows(path, None, 10**9, _into_ram(got)), f"{name} {orientation} was not decoded by rows"
+        assert probe_image(path) == shown.shape[1::-1], (name, orientation)
         for image in (read_image(path, by_rows=False), got[0]):
             assert np.array_equal(image.rgb, np.moveaxis(shown[..., :3], -1, 0)), (name, orientation)
             if name == "x.png":
@@ -176,3 +196,25 @@ def test_the_reader_holds_a_band_not_the_image():
         assert band[0, -1, 0] == (a + 9) // 10 and r.held_rows <= 20  # the two blocks it spans
     with pytest.raises(RuntimeError):
         r.rows(0, 5)
+
+
+def test_a_png_is_probed_and_its_orientation_read_without_decoding_it(tmp_path, monkeypatch):
+    """Pillow's ``getexif`` decodes a whole PNG that has no eXIf chunk before its pixels (a
+    32K PNG: gigabytes before any check): the header checks and the row reader never decode."""
+    from PIL import PngImagePlugin
+
+    plain, after = tmp_path / "plain.png", tmp_path / "x-after.png"
+    Image.fromarray(_pixels()[..., :3]).save(plain)
+    _turned(after, _pixels()[..., :3], 6)
+
+    real_load = PngImagePlugin.PngImageFile.load
+
+    def no_decode(self):
+        if self.size != (1, 1):  # the 1-pixel PNG holding only the metadata may be loaded
+            raise AssertionError("the PNG was decoded")
+        return real_load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decode)
+    assert probe_image(plain) == (457, 301) and probe_image(after) == (301, 457)
+    got = []
+    assert read_by_rows(after, 200, 10**9, _into_ram(got)) and got[0].size == (132, 200)
