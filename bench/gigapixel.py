@@ -21,15 +21,20 @@ from stylize.bench.measure import run_child
 from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE, resolve
 
 
-def make_input(content: Path, width: int, height: int, path: Path) -> None:
-    """The content, enlarged (Lanczos 3) to cover width x height, centre-cropped, as a tiled BigTIFF."""
+def enlarged(content: Path, width: int, height: int):
+    """The content enlarged by libvips (Lanczos 3) to cover width x height, centre-cropped: a
+    lazy pyvips image, made in constant memory as it is saved."""
     import pyvips
 
     im = pyvips.Image.new_from_file(str(content), access="sequential")
-    scale = max(width / im.width, height / im.height)
-    big = im.resize(scale, kernel="lanczos3")
-    big = big.crop((big.width - width) // 2, (big.height - height) // 2, width, height)
-    big.tiffsave(str(path), tile=True, tile_width=256, tile_height=256, bigtiff=True, compression="deflate")
+    big = im.resize(max(width / im.width, height / im.height), kernel="lanczos3")
+    return big.crop((big.width - width) // 2, (big.height - height) // 2, width, height)
+
+
+def make_input(content: Path, width: int, height: int, path: Path) -> None:
+    """:func:`enlarged`, as a tiled BigTIFF."""
+    enlarged(content, width, height).tiffsave(str(path), tile=True, tile_width=256, tile_height=256, bigtiff=True,
+                                              compression="deflate")
 
 
 def check_output(path: Path, width: int, height: int, samples: int = 64) -> dict:

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from stylize.bench.gigapixel import enlarged
 from stylize.bench.measure import run_child
 from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE, resolve
 
@@ -36,10 +37,7 @@ def make_inputs(content: Path, width: int, height: int, folder: Path) -> tuple[P
     and the same pixels tagged orientation 6 (shown as height x width), made by libvips."""
     import pyvips
 
-    im = pyvips.Image.new_from_file(str(content), access="sequential")
-    scale = max(width / im.width, height / im.height)
-    big = im.resize(scale, kernel="lanczos3")
-    big = big.crop((big.width - width) // 2, (big.height - height) // 2, width, height).copy_memory()
+    big = enlarged(content, width, height).copy_memory()
     upright, turned = folder / f"upright_{width}x{height}.jpg", folder / f"turned6_{width}x{height}.jpg"
     big.jpegsave(str(upright), Q=90)
     tagged = big.copy()

@@ -63,16 +63,19 @@ STYLE_RAM_SHARE = 0.25  # a style image in RAM may take this share of the budget
 def read_styles(styles: list, settings: Settings, role: str | None = "style") -> Iterator[list[np.ndarray | Store]]:
     """The styles at ``--style-res``, every header checked before any is decoded: arrays, or
     for a style over a quarter of the memory budget the process has left (a painting scanned
-    at 16K is 2 GiB of floats) a scratch store filled by rows, from which the engine reads its statistics tile
-    by tile. The scratch files go when the block ends. ``role`` prefixes a file's error."""
+    at 16K is 2 GiB of floats) a scratch store filled by rows, from which the engine reads its
+    statistics tile by tile. The scratch files go when the block ends. ``role`` prefixes a
+    file's error."""
     sizes = [probe_image(p, settings.max_pixels, role=role, long_side=settings.style_px) for p in styles]
     room = settings.budget_bytes - current_rss()  # what the process has left of its budget
     large = [12 * w * h > STYLE_RAM_SHARE * room for w, h in sizes]
     with ExitStack() as stack:
         stores = None
         if any(large):
-            need = sum(4 * np.dtype(STORE_DTYPE).itemsize * h * w for (w, h), big in zip(sizes, large) if big)  # RGB, alpha
-            stores = StoreFactory(stack.enter_context(scratch_folder(settings.scratch, need)), STORE_DTYPE, ram_pixels=0)
+            per_pixel = 4 * np.dtype(STORE_DTYPE).itemsize  # RGB and alpha
+            need = sum(per_pixel * h * w for (w, h), big in zip(sizes, large) if big)
+            folder = stack.enter_context(scratch_folder(settings.scratch, need))
+            stores = StoreFactory(folder, STORE_DTYPE, ram_pixels=0)
         images: list[np.ndarray | Store] = []
         for path, big in zip(styles, large):
             if big:

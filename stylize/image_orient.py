@@ -29,24 +29,30 @@ ORIENTATION_TAG = 0x0112
 TRANSPOSING = (5, 6, 7, 8)  # width and height swap
 
 
-def exif_orientation(im: Image.Image) -> int:
-    """The EXIF orientation of an opened image, 1 (as stored) when absent or not 1-8. Raises
-    what Pillow raises on a corrupt EXIF block (the caller's file error)."""
-    tag = im.getexif().get(ORIENTATION_TAG, 1)
+def valid_orientation(tag) -> int:
+    """An orientation tag's value, 1 (as stored) when it is not an integer 1-8 (as Pillow does)."""
     return tag if isinstance(tag, int) and 1 <= tag <= 8 else 1
 
 
-def file_orientation(f: BinaryIO) -> int | None:
-    """:func:`exif_orientation` of the open file ``f`` (left at offset 0), read without decoding
-    its pixels, or None where Pillow cannot read its header or EXIF (the whole read then says
-    what is wrong with the file)."""
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation of an opened image, 1 (as stored) when absent or not 1-8. Raises
+    what Pillow raises on a corrupt EXIF block (the caller's file error)."""
+    return valid_orientation(im.getexif().get(ORIENTATION_TAG, 1))
+
+
+def file_orientation(f: BinaryIO, im: Image.Image | None = None) -> int | None:
+    """:func:`exif_orientation` of the open file ``f`` (left at offset 0; ``im``: Pillow's
+    header of it, when the caller has opened one), read without decoding its pixels, or None
+    where Pillow cannot read its header or EXIF (the whole read then says what is wrong)."""
     try:
         f.seek(0)
-        if f.read(8) == PNG_SIGNATURE:
+        if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE:
             return png_orientation(f)
-        f.seek(0)
-        with Image.open(f) as im:
+        if im is not None:
             return exif_orientation(im)
+        f.seek(0)
+        with Image.open(f) as opened:
+            return exif_orientation(opened)
     except DECODE_ERRORS:
         return None
     finally:
@@ -57,7 +63,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_META = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC."""
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
@@ -87,8 +94,8 @@ def png_orientation(f: BinaryIO) -> int:
             meta.append(head + body)
         else:
             f.seek(length + 4, 1)
-    tiny = (PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)) + b"".join(meta)
-            + _png_chunk(b"IDAT", zlib.compress(b"\0\0")) + _png_chunk(b"IEND", b""))
+    tiny = (PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)) + b"".join(meta)
+            + png_chunk(b"IDAT", zlib.compress(b"\0\0")) + png_chunk(b"IEND", b""))
     with Image.open(io.BytesIO(tiny)) as im:
         return exif_orientation(im)
 

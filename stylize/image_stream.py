@@ -31,6 +31,7 @@ from stylize.engine.resample import resize_strips
 from stylize.engine.store import Store, StoreFactory, read_rows
 
 from .image_guard import describe_error
+from .image_orient import PNG_SIGNATURE, png_chunk
 from .imageio import BIGTIFF_THRESHOLD, WRITERS, ImageError, read_by_rows, read_image, target_size, to_integer
 
 JPEG_MAX_SIDE = 65500  # libjpeg's JPEG_MAX_DIMENSION (the format's 65535 is not reached)
@@ -144,14 +145,10 @@ def _pixel_strips(rgb: Store, alpha: Store | None, bits: int):
         yield y0, block
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
 def _png_bytes(width: int, height: int, channels: int, bits: int, strips, level: int = 6) -> Iterator[bytes]:
     """A PNG, chunk by chunk, row by row: filter type 0 per row, one zlib stream over all IDAT chunks."""
     colour = {3: 2, 4: 6}[channels]
-    yield b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0))
+    yield PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0))
     z = zlib.compressobj(level)
     for _, block in strips:
         raw = block.astype(">u2") if bits == 16 else block
@@ -159,8 +156,8 @@ def _png_bytes(width: int, height: int, channels: int, bits: int, strips, level:
                               axis=1)
         data = z.compress(rows.tobytes())
         if data:
-            yield _chunk(b"IDAT", data)
-    yield _chunk(b"IDAT", z.flush()) + _chunk(b"IEND", b"")
+            yield png_chunk(b"IDAT", data)
+    yield png_chunk(b"IDAT", z.flush()) + png_chunk(b"IEND", b"")
 
 
 def _write_png(path: Path, width: int, height: int, channels: int, bits: int, strips) -> None:

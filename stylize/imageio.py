@@ -166,7 +166,7 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
                 size = displayed_size(head.page.imagewidth, head.page.imagelength, head.orientation)
         else:
             im = _pil_header(f, path, limits)
-            orientation = file_orientation(f)  # a PNG's without decoding it, as Pillow's getexif would
+            orientation = file_orientation(f, im)  # a PNG's without decoding it, as Pillow's getexif would
             size = displayed_size(*im.size, orientation or 1)  # None, unreadable EXIF: read_image will say so
     size = target_size(*size, long_side)
     limits.check_pixels(path, *size, "requested output")

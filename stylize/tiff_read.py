@@ -14,6 +14,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error
+from .image_orient import valid_orientation
 
 Bands = tuple[list, float, object]  # (colour bands: 1 or 3, full scale, alpha band or None)
 
@@ -38,12 +39,8 @@ class TiffLayout:
 
 
 def _orientation(page) -> int:
-    tag = page.tags.get(274)
-    try:
-        value = int(tag.value) if tag is not None else 1
-    except (TypeError, ValueError):
-        return 1
-    return value if 1 <= value <= 8 else 1
+    value = getattr(page.tags.get(274), "value", 1)  # an int (tifffile's enum), or junk in a hostile file
+    return valid_orientation(int(value) if isinstance(value, int) else 1)
 
 
 def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayout:
