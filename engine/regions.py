@@ -48,7 +48,7 @@ def weighted_moments(features: torch.Tensor, weight: torch.Tensor) -> Moments | 
     mean = (w * f).sum(dim=0) / total
     centred = f - mean
     m2 = (centred * w).T @ centred
-    return Moments(total, mean.double(), m2.double())
+    return Moments(total, mean.double(), m2.double(), int((w > 0).sum()))
 
 
 def blend_maps(features: torch.Tensor, weights: torch.Tensor, maps, transform) -> torch.Tensor:

@@ -16,17 +16,29 @@ from dataclasses import dataclass
 import torch
 
 # Eigenvalues below this fraction of the largest are dropped, never inverted. Dead channels
-# give exact zeros; fp32 per-tile sums are good to ~1e-7 of the largest eigenvalue.
+# give exact zeros; fp32 per-tile sums are good to ~1e-7 of the largest eigenvalue. Beyond
+# that, the scatter of N samples has rank at most N - 1: a small region (or a small style) at
+# a deep level has fewer features than channels, and its eigenvalues past that rank are fp32
+# rounding, not variance, which whitening would amplify into noise. They are dropped too.
 DEFAULT_REL_EPS = 1e-10
 
 
 @dataclass
 class Moments:
-    """Running count, mean (C,) and centred scatter matrix M2 = Σ(x-μ)(x-μ)ᵀ (C, C), fp64."""
+    """Running count (or total weight), mean (C,) and centred scatter matrix
+    M2 = Σ(x-μ)(x-μ)ᵀ (C, C), fp64; ``support``: how many samples had a non-zero weight
+    (None: all of them had weight 1, so it is ``n``), which bounds the rank of M2."""
 
-    n: int
+    n: float
     mean: torch.Tensor
     m2: torch.Tensor
+    support: int | None = None
+
+    @property
+    def rank_bound(self) -> int:
+        """At most this many eigenvalues of M2 are variance; the rest are rounding."""
+        samples = self.n if self.support is None else self.support
+        return max(int(samples) - 1, 0)
 
     @property
     def channels(self) -> int:
@@ -40,7 +52,7 @@ class Moments:
         return torch.diagonal(self.covariance())
 
     def to(self, device) -> "Moments":
-        return Moments(self.n, self.mean.to(device), self.m2.to(device))
+        return Moments(self.n, self.mean.to(device), self.m2.to(device), self.support)
 
 
 def tile_moments(features: torch.Tensor) -> Moments:
@@ -68,18 +80,27 @@ def merge_moments(a: Moments | None, b: Moments) -> Moments:
     delta = b.mean - a.mean
     mean = a.mean + delta * (b.n / n)
     m2 = a.m2 + b.m2 + torch.outer(delta, delta) * (a.n * b.n / n)
-    return Moments(n, mean, m2)
+    support = None if a.support is None and b.support is None else _support(a) + _support(b)
+    return Moments(n, mean, m2, support)
 
 
-def symmetric_power(cov: torch.Tensor, power: float, rel_eps: float = DEFAULT_REL_EPS) -> torch.Tensor:
-    """cov^power on the eigenvalues above ``rel_eps · λ_max``; the rest map to zero.
+def _support(m: Moments) -> int:
+    return int(m.n) if m.support is None else m.support
+
+
+def symmetric_power(cov: torch.Tensor, power: float, rel_eps: float = DEFAULT_REL_EPS,
+                    rank: int | None = None) -> torch.Tensor:
+    """cov^power on the eigenvalues above ``rel_eps · λ_max`` and, given ``rank``, among the
+    ``rank`` largest; the rest map to zero.
 
     cov: (C, C) symmetric PSD, fp64. Returns (C, C) fp64. A zero matrix (flat image) gives
     a zero matrix, never NaN: with λ_max = 0 no eigenvalue is kept.
     """
-    evals, evecs = torch.linalg.eigh(cov)
+    evals, evecs = torch.linalg.eigh(cov)  # ascending
     lmax = evals.max()
     keep = evals > rel_eps * lmax if lmax > 0 else torch.zeros_like(evals, dtype=torch.bool)
+    if rank is not None and rank < evals.shape[0]:
+        keep[:evals.shape[0] - max(rank, 0)] = False
     scaled = torch.where(keep, evals.clamp_min(torch.finfo(evals.dtype).tiny).pow(power), torch.zeros_like(evals))
     return (evecs * scaled) @ evecs.T
 
@@ -93,8 +114,8 @@ def wct_affine(content: Moments, style: Moments, alpha: float = 1.0,
     """
     device = content.mean.device
     style = style.to(device)
-    whiten = symmetric_power(content.covariance(), -0.5, rel_eps)
-    colour = symmetric_power(style.covariance(), 0.5, rel_eps)
+    whiten = symmetric_power(content.covariance(), -0.5, rel_eps, content.rank_bound)
+    colour = symmetric_power(style.covariance(), 0.5, rel_eps, style.rank_bound)
     t = colour @ whiten
     return _blend(t, style.mean - t @ content.mean, alpha)
 

@@ -62,6 +62,25 @@ def test_each_control_tiled_equals_whole(cd16x, images, control, measured):
     assert db >= 45.0
 
 
+def test_a_region_smaller_than_the_channels_is_tiled_exactly(cd16x, images, measured):
+    """A 40x60 px region covers 15 level-5 features of 128 channels: its covariance has rank
+    14, and the rest of its eigenvalues are fp32 rounding that whitening must not invert."""
+    content, styles = images
+    mask = np.zeros((3, *content.shape[1:]), np.float32)
+    mask[:, 150:190, 200:260] = 1.0
+    weights, region_styles = mask_weights(mask, 2)
+    run = lambda: cd16x.stylize(content.copy(), styles, regions=Regions(RamStore(weights.copy()), region_styles)).image
+    whole = run()
+    cd16x.tile = 64
+    try:
+        tiled = run()
+    finally:
+        cd16x.tile = None
+    db = psnr(to_uint8(tiled), to_uint8(whole))
+    measured(f"40x60 px region: tiles of 64 px vs whole image {db:.2f} dB")
+    assert db >= 70.0
+
+
 def test_weights_one_zero_equal_the_single_style(cd16x, images):
     content, styles = images
     mixed = cd16x.stylize(content.copy(), styles, style_weights=(1, 0)).image

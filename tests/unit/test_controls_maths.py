@@ -49,6 +49,9 @@ def test_weighted_moments_with_unit_weights_are_the_moments():
     m = tile_moments(f)
     assert w.n == m.n and torch.allclose(w.mean, m.mean) and torch.allclose(w.m2, m.m2, rtol=1e-5)
     assert weighted_moments(f, torch.zeros(9, 11)) is None
+    part = torch.zeros(9, 11)
+    part[2:4, 3:6] = 0.25
+    assert weighted_moments(f, part).support == 6 and weighted_moments(f, part).rank_bound == 5
 
 
 def test_label_masks_order_by_brightness_and_darkest_keeps_the_photo():
