@@ -62,14 +62,17 @@ class Prefetcher:
             self._slots.release()  # the reader may start on the next photo now
             yield item
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Stop reading; True when a Ctrl-C came meanwhile (the caller reports the batch
+        interrupted: a Ctrl-C is never swallowed)."""
         self._stop.set()
         try:
             self._thread.join()
-        except KeyboardInterrupt:  # a second Ctrl-C: don't wait for the read (it writes nothing)
-            return
+        except KeyboardInterrupt:  # don't wait for the read (it writes nothing)
+            return True
         while not self._queue.empty():  # drop a prefetched image now, not at garbage collection
             self._queue.get_nowait()
+        return False
 
 
 class SequentialReader:
@@ -82,8 +85,8 @@ class SequentialReader:
         for key in self._keys:
             yield _load(key, self._read)
 
-    def close(self) -> None:
-        pass
+    def close(self) -> bool:
+        return False
 
 
 class WriterThread:
@@ -102,12 +105,19 @@ class WriterThread:
         self._slots = threading.Semaphore(depth)
         self._queue: queue.Queue = queue.Queue()
         self._abort = threading.Event()
+        self._finished = threading.Event()
         self.dropped = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="batch-writer")  # not daemon: never cut a write
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._write_jobs()
+        finally:
+            self._finished.set()
+
+    def _write_jobs(self) -> None:
         while True:
             try:
                 job = self._queue.get(timeout=0.5)
@@ -139,18 +149,24 @@ class WriterThread:
         self._raise_error()
         self._queue.put(job)
 
-    def close(self) -> None:
+    def close(self) -> bool:
         """Wait for the queued results; then raise what the writer raised, if nothing else is
-        on its way out already (an exception in flight in the caller is never replaced)."""
+        on its way out already (an exception in flight in the caller is never replaced).
+        True when a Ctrl-C came during the wait: the results it dropped are not done, and the
+        caller must report the batch interrupted, not finished."""
         self._queue.put(_DONE)
+        interrupted = False
         while True:
-            try:
-                self._thread.join()
+            try:  # not Thread.join: on Python 3.11 a join cut by Ctrl-C marks a live thread stopped
+                self._finished.wait()
                 break
             except KeyboardInterrupt:
                 self._abort.set()
+                interrupted = True
+        self._thread.join()
         if sys.exc_info()[1] is None:
             self._raise_error()
+        return interrupted
 
 
 class InlineWriter:
@@ -163,6 +179,6 @@ class InlineWriter:
     def put(self, job: Any) -> None:
         self._save(job)
 
-    def close(self) -> None:
-        pass
+    def close(self) -> bool:
+        return False
 

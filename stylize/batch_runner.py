@@ -189,18 +189,19 @@ class Batch:
         reader = Prefetcher(groups, self._read) if self.overlap_io else SequentialReader(groups, self._read)
         writer = WriterThread(self._save(report)) if self.overlap_io else InlineWriter(self._save(report))
         styles = StyleCache(self.opts, self.cache_style)
+        interrupted = False
         try:
             for loaded in reader:
                 stylize_group(self, loaded, lambda pair, st: styles.get(pair.style, st), report, writer, on_start)
                 loaded = None
         except KeyboardInterrupt:
-            return True
+            interrupted = True
         finally:
             try:
-                reader.close()
+                interrupted = reader.close() or interrupted
             finally:
-                writer.close()
-        return False
+                interrupted = writer.close() or interrupted  # a Ctrl-C while the last results are written
+        return interrupted
 
     def _get_stylizer(self) -> Stylizer:
         if self._stylizer is None:

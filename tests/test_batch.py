@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -152,7 +153,17 @@ def test_a_failed_write_is_reported_and_the_batch_goes_on(two_photos, tmp_path):
     assert "is a directory" in summary.failed[0].reason
 
 
-def test_ctrl_c_mid_batch_leaves_only_complete_outputs_and_rerun_finishes(folder, tmp_path, monkeypatch):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT as a terminal delivers it. A test run as a background job of a shell without job
+    control inherits SIGINT ignored, which Python (and so the batch) rightly keeps ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_mid_batch_leaves_only_complete_outputs_and_rerun_finishes(folder, tmp_path, monkeypatch,
+                                                                          ctrl_c_raises):
     out = tmp_path / "out"
     original = Stylizer.stylize
     calls = []
@@ -183,6 +194,28 @@ def test_ctrl_c_mid_batch_leaves_only_complete_outputs_and_rerun_finishes(folder
     assert outputs(out) == expected_outputs() and not no_partials(out)
     for name in outputs(out):
         Image.open(out / name).load()
+
+
+def test_ctrl_c_while_the_last_result_is_written_is_reported_not_swallowed(folder, tmp_path, monkeypatch,
+                                                                           ctrl_c_raises):
+    """The compute loop is over and the batch waits for its writer: a Ctrl-C then lets the
+    write in progress finish, and the batch says it was interrupted (exit 130), as it does
+    mid-compute, rather than reporting a finished batch."""
+    import stylize.batch_runner as runner
+
+    real_write, writes = runner.write_image, []
+
+    def interrupt_on_last(path, *a, **k):
+        writes.append(path)
+        if len(writes) == len(expected_outputs()):
+            os.kill(os.getpid(), signal.SIGINT)  # the main thread is waiting in the writer's close
+            time.sleep(0.3)
+        return real_write(path, *a, **k)
+
+    monkeypatch.setattr(runner, "write_image", interrupt_on_last)
+    code, text = run(folder, *STYLES, "-o", tmp_path / "out", *SMALL)
+    assert code == 130 and text.startswith("interrupted: done 8, skipped 0, failed 4, not started 0"), text
+    assert outputs(tmp_path / "out") == expected_outputs() and not no_partials(tmp_path / "out")
 
 
 def test_interrupt_from_python_carries_the_summary(folder, tmp_path, monkeypatch):
