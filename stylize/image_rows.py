@@ -13,8 +13,10 @@ destination, so a read holds a few hundred rows whatever the image's size.
   libjpeg-turbo and libpng/zlib; ``tests/unit/test_image_rows.py`` checks it), and the resize
   stays ours, so an image gives the same pixels whether it was read whole or by rows. A 16-bit
   PNG is always read here, whatever its size: Pillow would keep only the high byte of its RGB.
-  An EXIF orientation is applied to each resized strip (:mod:`stylize.image_orient`). Anything
-  else (CMYK JPEG, GIF, WebP...) is read whole, as before, under the decode limits.
+  An EXIF orientation is applied to each resized strip (:mod:`stylize.image_orient`). A CMYK
+  JPEG (print work) comes from libvips as CMYK, Adobe's inversion undone as Pillow undoes it,
+  and is made RGB by Pillow's own formula, so it too gives a whole read's pixels. Anything else
+  (GIF, WebP: libvips decodes those whole, and slowly) is read whole, under the decode limits.
 """
 from __future__ import annotations
 
@@ -198,8 +200,9 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
     except pyvips.Error:
         return None  # not a format libvips streams: the whole read says what is wrong with it
     deep = loader.startswith("pngload") and im.format == "ushort" and im.interpretation in ("rgb16", "grey16")
+    cmyk = loader.startswith("jpegload") and im.format == "uchar" and im.bands == 4 and im.interpretation == "cmyk"
     if (not loader.startswith(VIPS_LOADERS) or not (deep or im.format == "uchar") or im.bands not in (1, 2, 3, 4)
-            or not (deep or im.interpretation in ("srgb", "b-w"))):
+            or not (deep or cmyk or im.interpretation in ("srgb", "b-w"))):
         return None
     if not deep and im.width * im.height < min_pixels:  # a 16-bit PNG always: Pillow keeps 8 bits of its RGB
         return None
@@ -208,10 +211,22 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
         return None
     limits.check_decode(path, im.width, im.height, im.width * im.height * im.bands * (2 if deep else 1),
                         f"{loader} {im.bands} x {'uint16' if deep else 'uint8'}", whole=False)
-    return RowReader((im.width, im.height), im.bands in (2, 4), _vips_blocks(im, path), str(path), orientation)
+    alpha = im.bands in (2, 4) and not cmyk
+    return RowReader((im.width, im.height), alpha, _vips_blocks(im, path, cmyk), str(path), orientation)
 
 
-def _vips_blocks(im, path: Path) -> Iterator[np.ndarray]:
+def cmyk_to_rgb(cmyk: np.ndarray) -> list[np.ndarray]:
+    """(..., 4) uint8 CMYK → three uint8 RGB planes, Pillow's conversion exactly
+    (``Image.convert("RGB")``: v = (255 - k) - c·(255 - k)/255, rounded as its integer maths)."""
+    nk = 255 - cmyk[..., 3].astype(np.int32)
+    out = []
+    for c in range(3):
+        t = cmyk[..., c].astype(np.int32) * nk + 128
+        out.append(np.clip(nk - (((t >> 8) + t) >> 8), 0, 255).astype(np.uint8))
+    return out
+
+
+def _vips_blocks(im, path: Path, cmyk: bool = False) -> Iterator[np.ndarray]:
     import pyvips
 
     region = pyvips.Region.new(im)
@@ -221,6 +236,9 @@ def _vips_blocks(im, path: Path) -> Iterator[np.ndarray]:
         for y0 in range(0, im.height, CHUNK_ROWS):
             n = min(CHUNK_ROWS, im.height - y0)
             a = np.frombuffer(region.fetch(0, y0, im.width, n), dtype).reshape(n, im.width, im.bands)
+            if cmyk:
+                yield _to_channels(cmyk_to_rgb(a), peak, None)
+                continue
             alpha = a[..., colour] if im.bands in (2, 4) else None
             yield _to_channels([a[..., c] for c in range(colour)], peak, alpha)
     except pyvips.Error as e:

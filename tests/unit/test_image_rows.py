@@ -37,6 +37,10 @@ def _write(kind: str, path, a: np.ndarray):
         Image.fromarray(rgb).convert("P").save(path, transparency=3)
     elif kind == "jpeg":
         Image.fromarray(rgb).save(path, quality=90)
+    elif kind == "jpeg-cmyk":  # Pillow writes Adobe's marker; the values are stored inverted
+        Image.fromarray(a, "CMYK").save(path, quality=90)
+    elif kind == "jpeg-cmyk-libvips":
+        pyvips.Image.new_from_array(a).copy(interpretation="cmyk").jpegsave(str(path), Q=90)
     elif kind == "jpeg-gray":
         Image.fromarray(a[..., 0]).save(path, quality=90)
     elif kind == "tiff-tiled-deflate":
@@ -59,7 +63,8 @@ def _write(kind: str, path, a: np.ndarray):
         tifffile.imwrite(path, rgb, tile=(64, 64), compression="jpeg", photometric="rgb")
 
 
-KINDS = ["png-rgb", "png-rgba", "png-l", "png-la", "png-palette-transparent", "jpeg", "jpeg-gray",
+KINDS = ["png-rgb", "png-rgba", "png-l", "png-la", "png-palette-transparent", "jpeg", "jpeg-gray", "jpeg-cmyk",
+         "jpeg-cmyk-libvips",
          "tiff-tiled-deflate", "tiff-strips-rgba", "tiff-planar", "tiff-16bit-tiled", "tiff-float",
          "tiff-int16-gray", "tiff-jpeg-tiled", "tiff-one-strip", "tiff-raw-strips-16bit-bigendian"]
 
