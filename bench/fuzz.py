@@ -9,16 +9,19 @@ tiny headers that claim huge images. Each case is a seed mutated one to three ti
 duplicated or spliced in from another seed), fully determined by ``(seed, case number)``: any
 case can be replayed alone (``--replay N --keep DIR``).
 
-Each case runs ``probe_image`` (the header-only checks, which must agree with the read) and
-``read_image`` in a worker process under an address-space cap (RLIMIT_AS) and a
+Each case runs ``probe_image`` (the header-only checks, which must agree with the read),
+``read_image`` read whole, and ``read_by_rows`` (what a source over 16 MP takes; where the
+format allows it, it must give the whole read's pixels or fail as cleanly) in a worker process under an address-space cap (RLIMIT_AS) and a
 wall-clock timeout; workers are reused until one times out, dies or runs out of memory. Outcomes:
 
 * ok: an image came back; clean: an ImageError of one line naming the file;
+* disagree: a damaged JPEG or PNG that one decoder reads and the other refuses cleanly (libvips
+  by rows, Pillow whole; both give the same pixels wherever both read a file);
 * other: any other exception, or an ImageError that is not one line naming the file (a bug);
 * hang: over the timeout; over-memory: MemoryError under the cap; crash: the worker died;
 * noise (counted beside the outcome): the read wrote to stderr (a decoder warning escaped).
 
-Only ok and clean are acceptable; ``tests/test_hostile_input.py`` runs a few hundred cases.
+Only ok, clean and disagree are acceptable; ``tests/test_hostile_input.py`` runs a few hundred cases.
 """
 from __future__ import annotations
 
@@ -40,9 +43,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stylize.imageio import DEFAULT_MAX_PIXELS, ImageError, probe_image, read_image
+from stylize.image_guard import is_tiff
+from stylize.imageio import DEFAULT_MAX_PIXELS, ImageError, _into_ram, probe_image, read_by_rows, read_image
 
-OUTCOMES = ("ok", "clean", "other", "hang", "over-memory", "crash")
+OUTCOMES = ("ok", "clean", "disagree", "other", "hang", "over-memory", "crash")
 BAD = ("other", "hang", "over-memory", "crash")
 INTERESTING = (0, 1, 2, 7, 8, 15, 16, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 14000, 65500,
                0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
@@ -188,12 +192,44 @@ def classify(path: Path, long_side: int | None, max_pixels: int) -> tuple[str, s
     """(outcome, detail) of one read, in this process; the header-only probe must agree with
     the read (same size, or refused by a read that fails too)."""
     probed = _attempt(lambda: probe_image(path, max_pixels, long_side=long_side), path)
-    read = _attempt(lambda: read_image(path, long_side, max_pixels).size, path)
+    whole: list = []
+    read = _attempt(lambda: _kept(whole, read_image(path, long_side, max_pixels, by_rows=False)).size, path)
     if probed[0] not in ("ok", "clean"):
         return probed[0], f"probe_image: {probed[1]}"
     if read[0] == "ok" and probed != read:
         return "other", f"probe_image said {probed[1]}, read_image gave {read[1]}"
+    rows: list = []
+    by_rows = _attempt(lambda: _rows_size(path, long_side, max_pixels, rows), path)
+    if by_rows[0] not in ("ok", "clean", "whole"):
+        return by_rows[0], f"read by rows: {by_rows[1]}"
+    if by_rows[0] in ("ok", "clean") and (by_rows[0] == "ok") != (read[0] == "ok"):
+        verdicts = f"read by rows: {by_rows[0]} ({by_rows[1]}), whole: {read[0]} ({read[1]})"
+        with open(path, "rb") as f:
+            tiff = is_tiff(f)
+        # A damaged JPEG or PNG goes to libvips by rows and to Pillow whole: each decoder has
+        # its own verdict on damage past the pixels (a JPEG's trailer, a PNG chunk's CRC). Both
+        # are clean; TIFF has one decoder (tifffile), where the verdicts must agree.
+        return ("other" if tiff else "disagree"), verdicts
+    if by_rows[0] == "ok" and not np.array_equal(rows[0].rgb, whole[0].rgb):
+        return "other", f"read by rows gave {by_rows[1]}, not the whole read's pixels"
     return read
+
+
+def _kept(into: list, image):
+    into.append(image)
+    return image
+
+
+def _rows_size(path: Path, long_side: int | None, max_pixels: int, into: list) -> tuple[int, int]:
+    """The size read by rows into ``into`` (what a large source takes), or ("whole", ...)
+    where the format is read whole."""
+    if not read_by_rows(path, long_side, max_pixels, _into_ram(into)):
+        raise _Whole
+    return into[0].size
+
+
+class _Whole(Exception):
+    """This file is read whole, not by rows: nothing to compare."""
 
 
 def _attempt(call, path: Path) -> tuple[str, str]:
@@ -205,6 +241,8 @@ def _attempt(call, path: Path) -> tuple[str, str]:
         if "\n" in text or not text.startswith(f"{path}: "):
             return "other", f"unclear ImageError: {text[:300]!r}"
         return "clean", text[len(f"{path}: "):][:200]
+    except _Whole:
+        return "whole", ""
     except MemoryError:
         return "over-memory", "MemoryError"
     except Exception as e:  # noqa: BLE001 - the very thing we are looking for

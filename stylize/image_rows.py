@@ -144,7 +144,7 @@ def _segment_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
             for c in range(across):
                 i = (p * down + r) * across + c
                 data = None
-                if page.databytecounts[i]:
+                if page.databytecounts[i] and page.dataoffsets[i]:  # else sparse, as tifffile reads segments
                     fh.seek(page.dataoffsets[i])
                     data = fh.read(page.databytecounts[i])
                 seg = page.decode(data, i, jpegtables=page.jpegtables)[0]
@@ -195,7 +195,7 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
     pyvips.cache_set_max(0)  # a pipeline is used once; its cache would hold decoded rows
     try:  # its own descriptor: ours keeps its offset for a whole read if libvips declines
         im = pyvips.Image.new_from_source(pyvips.Source.new_from_file(str(path)), "", access="sequential",
-                                          fail_on="truncated")
+                                          fail_on="error")  # a PNG chunk whose CRC is wrong too, as Pillow
         loader = str(im.get("vips-loader"))
     except pyvips.Error:
         return None  # not a format libvips streams: the whole read says what is wrong with it

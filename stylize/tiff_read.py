@@ -43,11 +43,24 @@ def _orientation(page) -> int:
     return valid_orientation(int(value) if isinstance(value, int) else 1)
 
 
+MAX_TILE_SIDE = 1 << 16  # TIFF tiles are a few hundred pixels; a side past this is a corrupt tag
+
+
 def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayout:
     """The first page's layout, sample type and sizes, checked before decoding (``whole``:
     decoded at once, so its bytes count against the limit)."""
     page = tf.pages[0]
     w, h, shape, dtype = page.imagewidth, page.imagelength, tuple(page.shape), page.dtype
+    if not all(isinstance(v, (int, np.integer)) and v > 0 for v in (w, h)):
+        raise ImageError(f"{path}: corrupt TIFF (image size {w!r} x {h!r})")
+    counts = (page.samplesperpixel, page.bitspersample, page.rowsperstrip or 0, page.tilewidth, page.tilelength)
+    if not all(isinstance(v, (int, np.integer)) for v in counts) or not all(
+            np.asarray(a).dtype.kind in "iu" or not len(a) for a in (page.dataoffsets, page.databytecounts)):
+        raise ImageError(f"{path}: corrupt TIFF (a layout tag that must be a whole number is not)")
+    if page.is_tiled and not all(0 < v <= MAX_TILE_SIDE for v in (page.tilewidth, page.tilelength)):
+        raise ImageError(f"{path}: corrupt TIFF (tiles of {page.tilewidth} x {page.tilelength})")
+    if page.photometric == 6 and page.subsampling not in (None, (1, 1)) and page.compression not in (6, 7):
+        raise ImageError(f"{path}: unsupported TIFF (YCbCr with chroma subsampling, not JPEG-compressed)")
     planar, samples = page.planarconfig == 2, page.samplesperpixel
     if dtype is None or dtype.kind not in "buif":
         raise ImageError(f"{path}: unsupported TIFF sample format ({page.sampleformat}, {page.bitspersample} bits)")
@@ -58,10 +71,36 @@ def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayou
                                       and colormap.shape[0] == 3 and colormap.shape[1] > 0):
         raise ImageError(f"{path}: corrupt TIFF palette")
     limits.check_decode(path, w, h, int(np.prod(shape)) * dtype.itemsize, f"{samples} x {dtype}", whole)
+    found, needed = min(len(page.dataoffsets), len(page.databytecounts)), _segments(page, planar)
+    if found < needed:  # tifffile would fill the rest black; by rows, there is nothing to read
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({found} of its {needed} "
+                         f"{'tiles' if page.is_tiled else 'strips'} are in the file)")
+    if page.compression == 1 and sum(int(n) for n in page.databytecounts) < _stored_bytes(page, planar):
+        raise ImageError(f"{path}: truncated or corrupt TIFF (its strips hold fewer bytes than its pixels)")
     ends = np.asarray(page.dataoffsets, np.uint64) + np.asarray(page.databytecounts, np.uint64)
     if ends.size and int(ends.max()) > limits.file_bytes:  # tifffile would allocate what a strip claims
         raise ImageError(f"{path}: truncated or corrupt TIFF (image data runs past the end of the file)")
     return TiffLayout(page, shape, planar, int(page.photometric), colormap, _orientation(page))
+
+
+def _stored_bytes(page, planar: bool) -> int:
+    """Bytes an uncompressed page's pixels take (rows padded to whole bytes, tiles whole)."""
+    samples, bits = page.samplesperpixel, page.bitspersample
+    if page.is_tiled:
+        per_segment = -(-page.tilewidth * (1 if planar else samples) * bits // 8) * page.tilelength
+        return per_segment * _segments(page, planar)
+    row = -(-page.imagewidth * (1 if planar else samples) * bits // 8)
+    return row * page.imagelength * (samples if planar else 1)
+
+
+def _segments(page, planar: bool) -> int:
+    """Tiles or strips the page's pixels need, by its sizes."""
+    w, h = page.imagewidth, page.imagelength
+    if page.is_tiled:
+        count = -(-w // max(page.tilewidth, 1)) * -(-h // max(page.tilelength, 1))
+    else:
+        count = -(-h // max(min(page.rowsperstrip or h, h), 1))
+    return count * (page.samplesperpixel if planar else 1)
 
 
 def tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> tuple[Bands, int]:

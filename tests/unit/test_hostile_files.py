@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -299,3 +300,33 @@ def test_a_short_write_reads_as_a_full_disk():
     assert describe_error(OSError("786432 requested and 204528 written")) == \
         "No space left on device (a short write: 786432 requested and 204528 written)"
     assert describe_error(OSError(28, "No space left on device")) == "No space left on device"
+
+
+def _damaged_tiff(path, damage: str) -> None:
+    """A small real TIFF with one layout tag broken, as the fuzz found them."""
+    a = np.full((30, 40, 3), 200, np.uint8)
+    tifffile.imwrite(path, a, **({"tile": (16, 16)} if damage == "missing tiles" else {"rowsperstrip": 30}))
+    with tifffile.TiffFile(path, mode="r+b") as tf:
+        tags = tf.pages[0].tags
+        if damage == "missing tiles":  # 2 of its 6 tiles: tifffile would fill the rest black
+            tags["TileOffsets"].overwrite(tags["TileOffsets"].value[:2])
+            tags["TileByteCounts"].overwrite(tags["TileByteCounts"].value[:2])
+        elif damage == "short strip":  # 100 of 3,600 bytes: tifffile would pad it black
+            tags["StripByteCounts"].overwrite([100])
+        elif damage == "float width":
+            tags["ImageWidth"].overwrite(40.5, dtype=11)
+
+
+@pytest.mark.parametrize("damage, message", [("missing tiles", "2 of its 6 tiles are in the file"),
+                                             ("short strip", "its strips hold fewer bytes than its pixels"),
+                                             ("float width", "corrupt TIFF (image size 40.5 x 30)")])
+def test_a_damaged_tiff_is_refused_whole_and_by_rows_alike(damage, message, tmp_path):
+    """One decoder (tifffile), one verdict: whole, it would have given a black image where the
+    read by rows fails (or crashed with a TypeError, for a float size); now both refuse it."""
+    from stylize.imageio import _into_ram, read_by_rows, read_image
+
+    path = tmp_path / "x.tif"
+    _damaged_tiff(path, damage)
+    for read in (lambda: read_image(path, by_rows=False), lambda: read_by_rows(path, None, 10**9, _into_ram([]))):
+        with pytest.raises(ImageError, match=re.escape(f"{path}: ") + ".*" + re.escape(message)):
+            read()
