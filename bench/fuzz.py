@@ -11,8 +11,8 @@ case can be replayed alone (``--replay N --keep DIR``).
 
 Each case runs ``probe_image`` (the header-only checks, which must agree with the read),
 ``read_image`` read whole, and ``read_by_rows`` (what a source over 16 MP takes; where the
-format allows it, it must give the whole read's pixels or fail as cleanly) in a worker process under an address-space cap (RLIMIT_AS) and a
-wall-clock timeout; workers are reused until one times out, dies or runs out of memory. Outcomes:
+format allows it, it must give the whole read's pixels or fail as cleanly) in a worker
+process under an address-space cap (RLIMIT_AS) and a wall-clock timeout; workers are reused until one times out, dies or runs out of memory. Outcomes:
 
 * ok: an image came back; clean: an ImageError of one line naming the file;
 * disagree: a damaged JPEG or PNG that one decoder reads and the other refuses cleanly (libvips
@@ -221,7 +221,7 @@ def _kept(into: list, image):
 
 
 def _rows_size(path: Path, long_side: int | None, max_pixels: int, into: list) -> tuple[int, int]:
-    """The size read by rows into ``into`` (what a large source takes), or ("whole", ...)
+    """The size read by rows into ``into`` (what a large source takes); :class:`_Whole`
     where the format is read whole."""
     if not read_by_rows(path, long_side, max_pixels, _into_ram(into)):
         raise _Whole

@@ -35,10 +35,14 @@ class Moments:
     support: int | None = None
 
     @property
+    def samples(self) -> int:
+        """How many samples had a non-zero weight."""
+        return int(self.n) if self.support is None else self.support
+
+    @property
     def rank_bound(self) -> int:
         """At most this many eigenvalues of M2 are variance; the rest are rounding."""
-        samples = self.n if self.support is None else self.support
-        return max(int(samples) - 1, 0)
+        return max(self.samples - 1, 0)
 
     @property
     def channels(self) -> int:
@@ -80,12 +84,8 @@ def merge_moments(a: Moments | None, b: Moments) -> Moments:
     delta = b.mean - a.mean
     mean = a.mean + delta * (b.n / n)
     m2 = a.m2 + b.m2 + torch.outer(delta, delta) * (a.n * b.n / n)
-    support = None if a.support is None and b.support is None else _support(a) + _support(b)
+    support = None if a.support is None and b.support is None else a.samples + b.samples
     return Moments(n, mean, m2, support)
-
-
-def _support(m: Moments) -> int:
-    return int(m.n) if m.support is None else m.support
 
 
 def symmetric_power(cov: torch.Tensor, power: float, rel_eps: float = DEFAULT_REL_EPS,

@@ -29,7 +29,7 @@ from stylize.engine.resample import ForwardRows, resize_strips
 
 from .image_guard import ImageError, Limits, describe_error, is_tiff
 from .image_orient import displayed_size, file_orientation, oriented_writer
-from .tiff_read import TiffLayout, tiff_array_bands, tiff_errors, tiff_header
+from .tiff_read import TiffLayout, segment_grid, tiff_array_bands, tiff_errors, tiff_header
 
 STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
 CHUNK_ROWS = 256  # rows libvips decodes per request
@@ -134,13 +134,11 @@ def _segment_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
     """One row of tiles (or one strip) after another, through tifffile's segment decoder."""
     page, fh = head.page, tf.filehandle
     w, h, samples = page.imagewidth, page.imagelength, page.samplesperpixel
-    tall = page.tilelength if page.is_tiled else min(page.rowsperstrip or h, h)
-    wide = page.tilewidth if page.is_tiled else w
-    across, down = -(-w // wide), -(-h // tall)
+    tall, wide, across, down, planes = segment_grid(page, head.planar)
     for r in range(down):
         n = min(tall, h - r * tall)
         block = np.zeros((n, w, samples), page.dtype)
-        for p in range(samples if head.planar else 1):
+        for p in range(planes):
             for c in range(across):
                 i = (p * down + r) * across + c
                 data = None
@@ -170,7 +168,7 @@ def _raw_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
     w, h, samples = page.imagewidth, page.imagelength, page.samplesperpixel
     stored = page.dtype.newbyteorder(tf.byteorder)
     row_bytes = w * samples * stored.itemsize
-    per_strip = min(page.rowsperstrip or h, h)
+    per_strip = segment_grid(page, False).tall
     for y0 in range(0, h, CHUNK_ROWS):
         y1 = min(h, y0 + CHUNK_ROWS)
         block = np.empty((y1 - y0, w, samples), page.dtype)
@@ -226,7 +224,7 @@ def cmyk_to_rgb(cmyk: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _vips_blocks(im, path: Path, cmyk: bool = False) -> Iterator[np.ndarray]:
+def _vips_blocks(im, path: Path, cmyk: bool) -> Iterator[np.ndarray]:
     import pyvips
 
     region = pyvips.Region.new(im)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, NamedTuple
 
 import numpy as np
 
@@ -71,11 +71,12 @@ def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayou
                                       and colormap.shape[0] == 3 and colormap.shape[1] > 0):
         raise ImageError(f"{path}: corrupt TIFF palette")
     limits.check_decode(path, w, h, int(np.prod(shape)) * dtype.itemsize, f"{samples} x {dtype}", whole)
-    found, needed = min(len(page.dataoffsets), len(page.databytecounts)), _segments(page, planar)
-    if found < needed:  # tifffile would fill the rest black; by rows, there is nothing to read
-        raise ImageError(f"{path}: truncated or corrupt TIFF ({found} of its {needed} "
+    grid = segment_grid(page, planar)
+    found = min(len(page.dataoffsets), len(page.databytecounts))
+    if found < grid.count:  # tifffile would fill the rest black; by rows, there is nothing to read
+        raise ImageError(f"{path}: truncated or corrupt TIFF ({found} of its {grid.count} "
                          f"{'tiles' if page.is_tiled else 'strips'} are in the file)")
-    if page.compression == 1 and sum(int(n) for n in page.databytecounts) < _stored_bytes(page, planar):
+    if page.compression == 1 and sum(int(n) for n in page.databytecounts) < _stored_bytes(page, grid):
         raise ImageError(f"{path}: truncated or corrupt TIFF (its strips hold fewer bytes than its pixels)")
     ends = np.asarray(page.dataoffsets, np.uint64) + np.asarray(page.databytecounts, np.uint64)
     if ends.size and int(ends.max()) > limits.file_bytes:  # tifffile would allocate what a strip claims
@@ -83,24 +84,34 @@ def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayou
     return TiffLayout(page, shape, planar, int(page.photometric), colormap, _orientation(page))
 
 
-def _stored_bytes(page, planar: bool) -> int:
-    """Bytes an uncompressed page's pixels take (rows padded to whole bytes, tiles whole)."""
-    samples, bits = page.samplesperpixel, page.bitspersample
-    if page.is_tiled:
-        per_segment = -(-page.tilewidth * (1 if planar else samples) * bits // 8) * page.tilelength
-        return per_segment * _segments(page, planar)
-    row = -(-page.imagewidth * (1 if planar else samples) * bits // 8)
-    return row * page.imagelength * (samples if planar else 1)
+class SegmentGrid(NamedTuple):
+    """How a page's pixels are cut: segments of ``tall`` x ``wide`` pixels, ``across`` x ``down``
+    of them per plane, ``planes`` planes (the samples, when planar; else 1)."""
+    tall: int
+    wide: int
+    across: int
+    down: int
+    planes: int
+
+    @property
+    def count(self) -> int:
+        return self.across * self.down * self.planes
 
 
-def _segments(page, planar: bool) -> int:
-    """Tiles or strips the page's pixels need, by its sizes."""
+def segment_grid(page, planar: bool) -> SegmentGrid:
+    """The tiles, or strips (one across), of a page whose sizes ``tiff_header`` checked."""
     w, h = page.imagewidth, page.imagelength
-    if page.is_tiled:
-        count = -(-w // max(page.tilewidth, 1)) * -(-h // max(page.tilelength, 1))
-    else:
-        count = -(-h // max(min(page.rowsperstrip or h, h), 1))
-    return count * (page.samplesperpixel if planar else 1)
+    tall = page.tilelength if page.is_tiled else min(page.rowsperstrip or h, h)
+    wide = page.tilewidth if page.is_tiled else w
+    return SegmentGrid(tall, wide, -(-w // wide), -(-h // tall), page.samplesperpixel if planar else 1)
+
+
+def _stored_bytes(page, grid: SegmentGrid) -> int:
+    """Bytes an uncompressed page's pixels take (rows padded to whole bytes; tiles whole, the
+    last strip only as tall as the rows left)."""
+    per_pixel = 1 if grid.planes > 1 else page.samplesperpixel
+    rows = grid.tall * grid.down if page.is_tiled else page.imagelength
+    return -(-grid.wide * per_pixel * page.bitspersample // 8) * rows * grid.across * grid.planes
 
 
 def tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> tuple[Bands, int]:
