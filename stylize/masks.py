@@ -11,7 +11,8 @@ Two kinds of mask, told apart by their colours:
 
 Masks of any size are resized to the content (edges of a label mask become soft over the
 resize, as a painter's would); a mask whose aspect ratio differs from the content's by more
-than 1 % is refused, since it would paint the wrong places.
+than 1 % (beyond what rounding either to whole pixels explains) is refused, since it would
+paint the wrong places.
 """
 from __future__ import annotations
 
@@ -92,13 +93,21 @@ class Mask:
         return self.kind.styles
 
 
+def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.01) -> bool:
+    """Whether two (width, height) sizes show the same picture: aspect ratios within
+    ``tolerance``, plus the most that rounding each side to whole pixels can move a ratio
+    (a 160x120 mask fits a 4:3 photo stylized at 15x11)."""
+    rounding = sum(0.5 / side for side in (*a, *b))
+    return abs((a[0] / a[1]) / (b[0] / b[1]) - 1) <= tolerance + rounding
+
+
 def read_mask(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max_pixels: int) -> Mask:
     """Every check on the mask, in one pass over its rows at its own size (a 16K mask is never
     whole in RAM): its sizes from the header first, then its colours. It runs before any
     scratch file or model; :func:`mask_regions` then reads it again, sized to the content."""
     mw, mh = probe_image(path, max_pixels, role="mask")
     w, h = size
-    if abs((mw / mh) / (w / h) - 1) > 0.01:
+    if not same_aspect((mw, mh), size):
         raise ImageError(f"mask {path}: {mw}x{mh} does not have the content's aspect ratio ({w}x{h}); resize or crop it")
     with displayed_rows(path, max_pixels, role="mask") as reader:
         rows = reader.size[1]

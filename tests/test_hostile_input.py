@@ -16,7 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import SHARED
-from stylize.bench.fuzz import Config, bombs, run as fuzz, seed_images
+from stylize.bench.fuzz import Config, run as fuzz
+from stylize.bench.fuzz_corpus import bombs, seed_images
 
 STYLE = SHARED / "images/style/sketch.png"
 PHOTO = SHARED / "images/content/golden_gate.jpg"

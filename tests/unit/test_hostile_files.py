@@ -23,7 +23,7 @@ from PIL import Image
 from stylize.batch_files import find_photos, looks_like_image
 from stylize.batch_pipeline import WriterThread
 from stylize.batch_records import LOCK_NAME, Report, exclusive
-from stylize.bench.fuzz import bombs, seed_images
+from stylize.bench.fuzz_corpus import bombs, seed_images
 from stylize.imageio import ImageError, check_output_path, read_image, write_image
 
 

@@ -87,3 +87,13 @@ def test_colours_anywhere_in_the_mask_count(tmp_path):
     Image.fromarray(grey).save(tmp_path / "grey.png")
     with pytest.raises(ImageError, match="colours for 2 style"):
         load_regions(tmp_path / "grey.png", SIZE, 2, 10**9)
+
+
+def test_the_aspect_check_allows_rounding_to_whole_pixels_and_no_more(tmp_path):
+    """A 4:3 mask fits its 4:3 photo stylized down to 15x11 px (rounded from 14.67); a 4:3.3 mask does not."""
+    path = tmp_path / "mask.png"
+    Image.fromarray(_label_mask()[:, :400]).resize((160, 120), Image.NEAREST).save(path)
+    assert load_regions(path, (15, 11), 2, 10**9).weights.shape[1:] == (11, 15)
+    assert load_regions(path, (1600, 1200), 2, 10**9).weights.shape[1:] == (1200, 1600)
+    with pytest.raises(ImageError, match="aspect ratio"):
+        load_regions(path, (1600, 1320), 2, 10**9)
