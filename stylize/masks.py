@@ -9,6 +9,9 @@ Two kinds of mask, told apart by their colours:
 * a **soft mask**: a grayscale image with gradients (more levels than labels could be). White
   is the last style, black the first (or, with a single style, the photo), grays blend them.
 
+A mask with alpha (painted over a transparent layer) counts its fully transparent pixels as
+black, whatever colour the editor left under them; partly transparent edges keep their colour.
+
 Masks of any size are resized to the content (edges of a label mask become soft over the
 resize, as a painter's would); a mask whose aspect ratio differs from the content's by more
 than 1 % (beyond what rounding either to whole pixels explains) is refused, since it would
@@ -33,6 +36,13 @@ BLOCK_ROWS = 256  # mask rows classified at a time
 def _codes(rgb: np.ndarray) -> np.ndarray:
     """(3, ...) float32 in [0, 1] → (3, ...) uint32 8-bit codes, as the file stored them."""
     return np.round(rgb * 255).astype(np.uint32)
+
+
+def _visible(rows: np.ndarray) -> np.ndarray:
+    """(3 or 4, n, w) rows of a mask → (3, n, w): the colours, black where alpha is 0."""
+    if rows.shape[0] == 3:
+        return rows
+    return np.where(rows[3:4] > 0, rows[:3], np.float32(0))
 
 
 def _keys(codes: np.ndarray) -> np.ndarray:
@@ -111,7 +121,7 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max
         raise ImageError(f"mask {path}: {mw}x{mh} does not have the content's aspect ratio ({w}x{h}); resize or crop it")
     with displayed_rows(path, max_pixels, role="mask") as reader:
         rows = reader.size[1]
-        blocks = (reader.rows(y, min(rows, y + BLOCK_ROWS))[:3] for y in range(0, rows, BLOCK_ROWS))
+        blocks = (_visible(reader.rows(y, min(rows, y + BLOCK_ROWS))) for y in range(0, rows, BLOCK_ROWS))
         labels, grey = _colours(blocks)
     return Mask(path, _classify(labels, grey, n_styles, f"mask {path}"), max_pixels)
 
@@ -139,7 +149,8 @@ def mask_regions(mask: Mask, size: tuple[int, int], stores: StoreFactory | None 
 
     with displayed_rows(mask.path, mask.max_pixels, role="mask") as reader:
         mw, mh = reader.size
-        resize_strips(lambda a, b: mask.kind.weights(reader.rows(a, b)[:3]), (mh, mw), (h, w), write, kernel="linear")
+        resize_strips(lambda a, b: mask.kind.weights(_visible(reader.rows(a, b))), (mh, mw), (h, w), write,
+                      kernel="linear")
     return Regions(store, mask.styles)
 
 

@@ -97,3 +97,28 @@ def test_the_aspect_check_allows_rounding_to_whole_pixels_and_no_more(tmp_path):
     assert load_regions(path, (1600, 1200), 2, 10**9).weights.shape[1:] == (1200, 1600)
     with pytest.raises(ImageError, match="aspect ratio"):
         load_regions(path, (1600, 1320), 2, 10**9)
+
+
+@pytest.mark.parametrize("name", ["mask.png", "turned.png"])
+def test_fully_transparent_pixels_count_as_black_whatever_colour_lies_under_them(name, tmp_path):
+    """A mask painted over a transparent layer: the editor leaves any colours under alpha 0 (here
+    noise), and its antialiased edges are partly transparent in a flat colour. It gives the
+    regions of the opaque mask with black where it is transparent, by rows and read whole
+    (a PNG stored turned is read whole)."""
+    opaque = _label_mask()
+    Image.fromarray(opaque).save(tmp_path / "opaque.png")
+    rgba = np.concatenate([opaque, np.full((H, W, 1), 255, np.uint8)], -1)
+    black = (opaque == 0).all(-1)
+    rgba[black] = np.random.default_rng(0).integers(0, 256, (black.sum(), 4), dtype=np.uint8)
+    rgba[black, 3] = 0
+    rgba[:, W // 3 + 1:W // 3 + 4, 3] = 128  # a soft edge of the red region
+    if name == "turned.png":
+        exif = Image.Exif()
+        exif[0x0112] = 3
+        Image.fromarray(np.ascontiguousarray(rgba[::-1, ::-1])).save(tmp_path / name, exif=exif)
+    else:
+        Image.fromarray(rgba).save(tmp_path / name)
+    want, _ = _expected(tmp_path / "opaque.png", 2)
+    got = load_regions(tmp_path / name, SIZE, 2, 10**9)
+    assert got.styles == [None, 0, 1]
+    assert np.array_equal(read_rows(got.weights, 0, SIZE[1]), want)
