@@ -64,6 +64,16 @@ class Stylized:
     store: Store | None = None
 
 
+def _as_store(image: np.ndarray | Store, role: str) -> Store:
+    """An image in RAM or a store, as a store, checked to be (3, H, W): an (H, W, 3) array would
+    otherwise reach the first convolution as H channels."""
+    store = RamStore(image) if isinstance(image, np.ndarray) else image
+    if len(store.shape) != 3 or store.shape[0] != 3 or 0 in store.shape:
+        raise ValueError(f"{role}: the engine takes (3, H, W) images, got shape {tuple(store.shape)} "
+                         "(stylize.stylize converts other layouts)")
+    return store
+
+
 class Stylizer:
     """Multi-level WCT over any :class:`Backend`, on images of any size.
 
@@ -162,7 +172,7 @@ class Stylizer:
         reflect-padded extent and only the whole-pass feature grid is counted. ``style`` may be
         a store: a painting scanned at 16K is read tile by tile from a scratch file.
         """
-        source = RamStore(style) if isinstance(style, np.ndarray) else style
+        source = _as_store(style, "style")
         _, h, w = source.shape
         stats = {}
         # A forced --tile is for the content: a style that fits is encoded whole.
@@ -209,7 +219,7 @@ class Stylizer:
         if preserve_color not in COLOR_MODES:
             raise ValueError(f"preserve_color must be one of {COLOR_MODES}, got '{preserve_color}'")
         stores = stores or StoreFactory()
-        source = RamStore(content) if isinstance(content, np.ndarray) else content
+        source = _as_store(content, "content")
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         weights = [1.0] * len(styles) if style_weights is None else [float(w) for w in style_weights]
         if regions is not None:

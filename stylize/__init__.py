@@ -2,7 +2,7 @@
 
     import stylize
     stylize.stylize_file("photo.jpg", "painting.jpg", "out.png", stylize.Settings(resolution="8k"))
-    result = stylize.stylize(content, style)        # (3, H, W) float32 arrays in [0, 1]
+    result = stylize.stylize(content, style)        # arrays (3, H, W) or (H, W, 3), PIL images, tensors
     result.image, result.report
 
 Layers, each importing only the ones below it: ``stylize.engine`` (WCT maths, tiles, memory

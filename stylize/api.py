@@ -1,7 +1,7 @@
 """The one entry point: arrays or files in, the stylized image and its report out.
 
     import stylize
-    result = stylize.stylize(content, style, stylize.Settings(alpha=0.8))   # arrays (3, H, W)
+    result = stylize.stylize(content, style, stylize.Settings(alpha=0.8))   # arrays, PIL images, tensors
     result.image, result.report
     stylize.stylize_file("photo.jpg", "painting.jpg", "out.png", stylize.Settings(resolution="8k"))
 
@@ -26,6 +26,7 @@ from stylize.engine.store import Store, StoreFactory, scratch_folder
 from stylize.engine.stylizer import Progress, RunReport, Stylized, StyleStats, Stylizer
 from stylize.export.registry import create_backend
 
+from .array_input import as_rgb
 from .image_stream import STORE_DTYPE, check_writable, fits_in_ram, load_into_store, scratch_bytes, write_store
 from .imageio import check_output_path, probe_image, read_image, write_image
 from .masks import load_regions, mask_regions, read_mask
@@ -39,19 +40,39 @@ def build_stylizer(settings: Settings | None = None) -> Stylizer:
     return Stylizer(backend, levels=s.levels, tile=s.tile, max_memory=s.memory_bytes)
 
 
-def stylize(content: np.ndarray | Store, style: np.ndarray | Store | StyleStats, settings: Settings | None = None, *,
-            stylizer: Stylizer | None = None, progress: Progress | None = None,
-            consume_content: bool = False, stores: StoreFactory | None = None,
+def stylize(content, style, settings: Settings | None = None, *, stylizer: Stylizer | None = None,
+            progress: Progress | None = None, consume_content: bool = False, stores: StoreFactory | None = None,
             regions: Regions | None = None) -> Stylized:
-    """Stylize a (3, H, W) float32 image in [0, 1] with a style image or its statistics.
+    """Stylize an image with a style image (or several, or their statistics).
 
-    Returns :class:`Stylized` (``image``, ``report``). Pass ``stylizer`` to reuse loaded models;
+    ``content`` and each style: a (3, H, W) float32 array in [0, 1], or any image
+    :func:`stylize.array_input.as_rgb` reads ((H, W, 3) uint8 from Pillow, a torch tensor, a
+    PIL image, a path), sized to ``settings.resolution`` / ``style_resolution`` as files are; a
+    style may also be the statistics from :meth:`Stylizer.style_statistics`. Returns
+    :class:`Stylized` (``image``, ``report``). Pass ``stylizer`` to reuse loaded models;
     ``content`` may be a store and ``stores`` a factory of scratch stores (images beyond RAM);
     ``regions`` (from :func:`stylize.masks.load_regions`) paints each region with its own style.
     """
     s = settings or Settings()
+    if not _is_store(content):
+        content = as_rgb(content, "content", s.output_px, s.max_pixels)
+    styles = [st if _is_store(st) or isinstance(st, dict) else as_rgb(st, "style", s.style_px, s.max_pixels)
+              for st in as_list(style)]
+    return stylize_prepared(content, styles, s, stylizer, progress, consume_content, stores, regions)
+
+
+def _is_store(image) -> bool:
+    """A :class:`Store` (a protocol: told by its methods), which the engine reads by boxes."""
+    return all(hasattr(image, name) for name in ("read", "write", "shape"))
+
+
+def stylize_prepared(content: np.ndarray | Store, styles: list, s: Settings, stylizer: Stylizer | None,
+         progress: Progress | None, consume_content: bool, stores: StoreFactory | None = None,
+         regions: Regions | None = None) -> Stylized:
+    """:func:`stylize` on inputs already (3, H, W) float32 in [0, 1] at their sizes, or stores,
+    or statistics: what the file paths and the batch have read themselves, not checked again."""
     stylizer = stylizer or build_stylizer(s)
-    return stylizer.stylize(content, style, alpha=s.alpha, transform=s.transform, stroke_scale=s.stroke_scale,
+    return stylizer.stylize(content, styles, alpha=s.alpha, transform=s.transform, stroke_scale=s.stroke_scale,
                             style_weights=s.style_weights, preserve_color=s.preserve_color, regions=regions,
                             progress=progress, consume_content=consume_content, stores=stores)
 
@@ -134,8 +155,7 @@ def _stylize_streamed(content, st: list, mask, out: Path, size: tuple[int, int],
         regions = mask_regions(mask, (w, h), stores) if mask is not None else None
         t0 = time.perf_counter()
         stylizer = stylizer or build_stylizer(s)
-        result = stylize(rgb, st, s, stylizer=stylizer, progress=progress, consume_content=True, stores=stores,
-                         regions=regions)
+        result = stylize_prepared(rgb, st, s, stylizer, progress, True, stores, regions)
         write_store(out, result.store, alpha, quality=s.quality, bits=s.bits)
     return FileResult(out, (w, h), time.perf_counter() - t0, result.report)
 
@@ -148,8 +168,7 @@ def _stylize_in_ram(content, styles: list, out: Path, s: Settings, stylizer: Sty
         t0 = time.perf_counter()
         stylizer = stylizer or build_stylizer(s)
         content_rgb, c.rgb = c.rgb, None  # the engine reuses this buffer: hold no second reference
-        result = stylize(content_rgb, st, s, stylizer=stylizer, progress=progress, consume_content=True,
-                         regions=regions)
+        result = stylize_prepared(content_rgb, st, s, stylizer, progress, True, regions=regions)
         del content_rgb, st
     write_image(out, result.image, c.alpha, quality=s.quality, bits=s.bits)
     h, w = result.image.shape[1:]

@@ -27,7 +27,7 @@ from typing import Callable
 from stylize.engine.atomic import output_folder, remove_stale_parts
 from stylize.engine.stylizer import Stylizer
 
-from .api import build_stylizer, read_styles, stylize, stylize_file
+from .api import build_stylizer, read_styles, stylize_file, stylize_prepared
 from .batch_files import Pair, check_styles, find_photos, output_format, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
 from .batch_records import (REPORT_NAME, BatchInterrupted, BatchSummary, PairResult, Report, exclusive,
@@ -244,7 +244,7 @@ def stylize_group(batch: Batch, loaded, style_of: Callable[[Pair, Stylizer], tup
             content = image.rgb if last else image.rgb.copy()
             regions = batch.regions_for(pair.photo, image.size)
             t = time.perf_counter()
-            rgb = stylize(content, style, batch.opts, stylizer=stylizer, consume_content=True, regions=regions).image
+            rgb = stylize_prepared(content, [style], batch.opts, stylizer, None, True, regions=regions).image
             result.compute_seconds = time.perf_counter() - t
             del content
         except Exception as e:

@@ -201,3 +201,29 @@ def test_main_dispatch_runs_single_image(tmp_path):
 def test_image_error_type():
     with pytest.raises(ImageError):
         read_image(SHARED / "does-not-exist.png")
+
+
+def test_the_python_api_takes_what_pillow_gives_as_the_cli_takes_the_file(tmp_path, cd16x):
+    """stylize.stylize on an (H, W, 3) uint8 array and a PIL image, sized by the settings,
+    paints exactly the pixels stylize_file writes for the same files."""
+    import stylize
+    from stylize.imageio import to_integer
+
+    content = small_photo(tmp_path, size=(300, 200))
+    settings = stylize.Settings(resolution=160, style_resolution=128)
+    stylize.stylize_file(content, STYLE, tmp_path / "file.png", settings, stylizer=cd16x)
+    from_file = np.asarray(Image.open(tmp_path / "file.png"))
+    got = stylize.stylize(np.asarray(Image.open(content)), Image.open(STYLE), settings, stylizer=cd16x).image
+    assert got.shape == (3, 107, 160)
+    assert np.array_equal(to_integer(got), from_file)
+    with pytest.raises(stylize.UserError, match="content: float pixels must be in"):
+        stylize.stylize(np.asarray(Image.open(content), np.float32), STYLE, settings, stylizer=cd16x)
+
+
+def test_the_engine_names_a_layout_it_does_not_take(cd16x):
+    """The engine itself takes (3, H, W) only: an (H, W, 3) array is a ValueError naming the
+    shape, not a convolution's complaint about 50 channels."""
+    with pytest.raises(ValueError, match=r"style: the engine takes \(3, H, W\) images, got shape \(50, 60, 3\)"):
+        cd16x.style_statistics(np.zeros((50, 60, 3), np.float32))
+    with pytest.raises(ValueError, match=r"content: .* got shape \(3, 0, 60\)"):
+        cd16x.stylize(np.zeros((3, 0, 60), np.float32), np.zeros((3, 50, 60), np.float32))

@@ -1,0 +1,58 @@
+"""Images given to the Python API as objects: each layout a caller holds reads as the engine's
+(3, H, W) float32 in [0, 1], and what cannot be read without guessing is one clear error."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylize.array_input import as_rgb
+from stylize.imageio import ImageError, read_image
+
+RNG = np.random.default_rng(3)
+HWC = RNG.integers(0, 256, (45, 60, 3), dtype=np.uint8)  # as Pillow, imageio or OpenCV (in RGB) give it
+CHW = np.ascontiguousarray(HWC.transpose(2, 0, 1) * np.float32(1 / 255))
+
+
+@pytest.mark.parametrize("image", [
+    HWC, HWC.transpose(2, 0, 1), HWC.astype(np.float64) / 255, CHW.transpose(1, 2, 0),
+    (HWC.astype(np.uint16) * 257), Image.fromarray(HWC), Image.fromarray(HWC).convert("RGBA"),
+    torch.from_numpy(CHW), torch.from_numpy(CHW).requires_grad_(),
+], ids=["hwc-uint8", "chw-uint8", "hwc-float64", "hwc-float32", "hwc-uint16", "pil", "pil-rgba", "tensor", "tensor-grad"])
+def test_every_layout_reads_as_the_same_image(image):
+    assert np.allclose(as_rgb(image, "content"), CHW, atol=1e-6)
+
+
+def test_a_ready_array_is_used_as_is_and_grey_becomes_rgb():
+    assert as_rgb(CHW, "content") is CHW
+    grey = as_rgb(HWC[..., 0], "content")
+    assert grey.shape == (3, 45, 60) and np.array_equal(grey[0], grey[2]) and np.allclose(grey[1], CHW[0])
+
+
+def test_a_path_and_an_array_resize_alike(tmp_path):
+    """resolution applies to arrays as to files: the same resampler, so the same pixels."""
+    Image.fromarray(HWC).save(tmp_path / "c.png")
+    from_file = read_image(tmp_path / "c.png", 100).rgb
+    assert from_file.shape == (3, 75, 100)
+    assert np.array_equal(as_rgb(HWC, "content", 100), from_file)
+    assert np.array_equal(as_rgb(tmp_path / "c.png", "content", 100), from_file)
+
+
+@pytest.mark.parametrize("image,message", [
+    (CHW * 255, r"content: float pixels must be in \[0, 1\], got \[0, 255\]: divide by 255"),
+    (np.where(CHW > 0.5, np.nan, CHW), "NaN or infinite"),
+    (CHW - 0.5, r"float pixels must be in \[0, 1\], got \[-0.5, 0.5\]$"),
+    (np.concatenate([CHW, CHW[:1]]), "alpha channel"),
+    (HWC.astype(np.int64), "int64 pixels have no known full scale"),
+    (HWC > 9, "not an image"),
+    (None, "not an image"),
+    (CHW[None], "is not an image: use"),
+    (CHW[:, :0], "zero size"),
+])
+def test_what_would_need_a_guess_is_refused(image, message):
+    with pytest.raises(ImageError, match=message):
+        as_rgb(image, "content")
+
+
+def test_the_pixel_limit_holds_for_arrays():
+    with pytest.raises(ImageError, match="requested output is 2000x1500 .* over the limit"):
+        as_rgb(HWC, "content", 2000, max_pixels=1_000_000)
