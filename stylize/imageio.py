@@ -55,8 +55,10 @@ class LoadedImage:
 
 def parse_resolution(value: str | int | None) -> int | None:
     """'8k' → 7680 (long side); '2500' → 2500; None → None (keep the input size)."""
-    if value is None or isinstance(value, int):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() and value > 0:
+        return int(value)  # from Python: 7680 or 7680.0
     v = str(value).strip().lower()
     if v in RESOLUTIONS:
         return RESOLUTIONS[v]

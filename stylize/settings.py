@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+import numpy as np
+
 from stylize.engine.color import MODES as COLOR_MODES
 from stylize.engine.errors import UserError
 from stylize.engine.memory import DEFAULT_CPU_BUDGET, parse_size
@@ -61,6 +63,28 @@ def positive_size(option: str, text: str | int) -> int:
     if size <= 0:
         raise SettingsError(f"{option} must be positive, got '{text}'")
     return size
+
+
+def as_number(flag: str, value, kind: type = float):
+    """A numeric option given from Python as the command line would read it: '0.5' → 0.5,
+    64.0 → 64 for a whole-number option; None, True, 64.5 for a count, or text are errors."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        raise SettingsError(f"{flag} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{flag} must be a number, got {value!r}") from None
+    if kind is float:
+        return number
+    if not number.is_integer():
+        raise SettingsError(f"{flag} must be a whole number, got {value!r}")
+    return int(value) if isinstance(value, (int, np.integer)) else int(number)
+
+
+def as_path(flag: str, value) -> Path | None:
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return value
+    raise SettingsError(f"{flag} must be a path, got {value!r}")
 
 
 def parse_weights(text: str | tuple | list | None) -> tuple[float, ...] | None:
@@ -126,9 +150,19 @@ class Settings:
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        for name, flag, kind in (("alpha", "--alpha", float), ("max_pixels", "--max-pixels", int),
+                                 ("quality", "--quality", int), ("bits", "--bits", int)):
+            set_(name, as_number(flag, getattr(self, name), kind))
+        if self.tile is not None:
+            set_("tile", as_number("--tile", self.tile, int))
+        for name in ("mask", "scratch", "weights_dir"):
+            as_path("--" + name.replace("_", "-"), getattr(self, name))
+        if not isinstance(self.half, (bool, np.bool_)):
+            raise SettingsError(f"--half is True or False, got {self.half!r}")
+        set_("device", str(self.device))
         set_("levels", parse_levels(self.levels))
         self.output_px, self.style_px, self.memory_bytes  # parse now: errors before any work
-        if not 0.0 <= float(self.alpha) <= 1.0:
+        if not 0.0 <= self.alpha <= 1.0:
             raise SettingsError(f"--alpha must be in [0, 1], got {self.alpha}")
         try:
             set_("stroke_scale", parse_stroke_scale(self.stroke_scale))

@@ -39,3 +39,23 @@ def test_settings_do_not_change_pillow_globally(tmp_path):
     Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
     read_image(tmp_path / "a.png")
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_values_from_python_are_read_as_the_command_line_reads_them():
+    s = Settings(alpha="0.5", tile=64.0, quality=95.0, bits="16", max_pixels=10**12, resolution=7680.0)
+    assert (s.alpha, s.tile, s.quality, s.bits, s.max_pixels, s.output_px) == (0.5, 64, 95, 16, 10**12, 7680)
+    assert type(s.tile) is int and type(s.quality) is int
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"alpha": None}, "--alpha must be a number, got None"), ({"alpha": True}, "--alpha must be a number"),
+    ({"alpha": float("nan")}, r"--alpha must be in \[0, 1\]"), ({"tile": 64.5}, "--tile must be a whole number"),
+    ({"max_pixels": 1.5}, "--max-pixels must be a whole number"), ({"quality": [1]}, "--quality must be a number"),
+    ({"resolution": 0}, "--res: bad resolution '0'"), ({"resolution": -1}, "--res: bad resolution"),
+    ({"resolution": 7680.5}, "--res: bad resolution"), ({"scratch": 123}, "--scratch must be a path"),
+    ({"mask": 1}, "--mask must be a path"), ({"half": "yes"}, "--half is True or False"),
+])
+def test_values_from_python_that_the_command_line_could_not_give_are_one_line_errors(kwargs, message):
+    """Not a TypeError from deep inside, nor a resolution of 0 px that reaches the resampler."""
+    with pytest.raises(SettingsError, match=message):
+        Settings(**kwargs)
