@@ -27,7 +27,7 @@ from typing import Callable
 from stylize.engine.atomic import output_folder, remove_stale_parts
 from stylize.engine.stylizer import Stylizer
 
-from .api import build_stylizer, read_styles, stylize_file, stylize_prepared
+from .api import as_list, build_stylizer, read_styles, stylize_file, stylize_prepared
 from .batch_files import Pair, check_styles, find_photos, output_format, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
 from .batch_records import (REPORT_NAME, BatchInterrupted, BatchSummary, PairResult, Report, exclusive,
@@ -80,7 +80,7 @@ class _Job:
 class Batch:
     """A planned batch: ``pairs`` (all), ``pending`` (to compute), ``skipped`` (already complete)."""
 
-    def __init__(self, photos_dir: str | os.PathLike, styles: list, out_dir: str | os.PathLike,
+    def __init__(self, photos_dir: str | os.PathLike, styles: str | os.PathLike | list, out_dir: str | os.PathLike,
                  opts: Settings | None = None, *, fmt: str = "png", overwrite: bool = False,
                  report_path: str | os.PathLike | None = None, cache_style: bool = True, overlap_io: bool = True,
                  stylizer: Stylizer | None = None):
@@ -97,7 +97,7 @@ class Batch:
             raise ImageError("16-bit output needs --format tif")
         if report_path is not None and not Path(report_path).parent.is_dir():
             raise ImageError(f"{report_path}: folder {Path(report_path).parent} does not exist")
-        self.styles = check_styles([Path(s) for s in styles])
+        self.styles = check_styles([Path(s) for s in as_list(styles)])  # one path, or several
         found = find_photos(self.photos_dir, exclude=self.out_dir)
         self.ignored, self.unreadable = found.ignored, found.unreadable
         if not found.photos:
@@ -209,7 +209,7 @@ class Batch:
         return self._stylizer
 
 
-def run_batch(photos_dir: str | os.PathLike, styles: list, out_dir: str | os.PathLike,
+def run_batch(photos_dir: str | os.PathLike, styles: str | os.PathLike | list, out_dir: str | os.PathLike,
               opts: Settings | None = None, **kwargs) -> BatchSummary:
     """Plan and run a batch (see :class:`Batch` for the keyword options)."""
     on_result = kwargs.pop("on_result", None)

@@ -147,7 +147,7 @@ def test_batch_output_equals_single_command_in_every_mode(two_photos, tmp_path):
 def test_a_failed_write_is_reported_and_the_batch_goes_on(two_photos, tmp_path):
     out = tmp_path / "out"
     (out / "a__sketch.png").mkdir(parents=True)  # a folder squats the output's name
-    summary = run_batch(two_photos, STYLES[:1], out, OPTS)
+    summary = run_batch(two_photos, str(STYLES[0]), out, OPTS)  # one style may be a bare path
     assert [r.pair.photo.name for r in summary.done] == ["c.jpg"]
     assert len(summary.failed) == 1 and summary.failed[0].reason.startswith("writing ")
     assert "is a directory" in summary.failed[0].reason
