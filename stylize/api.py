@@ -28,7 +28,7 @@ from stylize.export.registry import create_backend
 
 from .array_input import as_rgb
 from .image_stream import STORE_DTYPE, check_writable, fits_in_ram, load_into_store, scratch_bytes, write_store
-from .imageio import check_output_path, probe_image, read_image, write_image
+from .imageio import ImageError, check_output_path, probe_image, read_image, write_image
 from .masks import load_regions, mask_regions, read_mask
 from .settings import Settings
 
@@ -58,6 +58,8 @@ def stylize(content, style, settings: Settings | None = None, *, stylizer: Styli
         content = as_rgb(content, "content", s.output_px, s.max_pixels)
     styles = [st if _is_store(st) or isinstance(st, dict) else as_rgb(st, "style", s.style_px, s.max_pixels)
               for st in as_list(style)]
+    if not styles:
+        raise ImageError("no style given: pass at least one style image")
     return stylize_prepared(content, styles, s, stylizer, progress, consume_content, stores, regions)
 
 
@@ -110,6 +112,17 @@ def read_styles(styles: list, settings: Settings, role: str | None = "style") ->
         yield images
 
 
+def _check_paths(**given) -> None:
+    """stylize_file works on files: anything else is named (arrays go to :func:`stylize`)."""
+    for role, value in given.items():
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, (str, os.PathLike)):
+                raise TypeError(f"stylize_file: {role} must be a file path, got {type(v).__name__} "
+                                "(stylize.stylize takes arrays and images)")
+    if not given["style"]:
+        raise ImageError("no style given: pass at least one style image")
+
+
 def as_list(style) -> list:
     """One style path or several."""
     return list(style) if isinstance(style, (list, tuple)) else [style]
@@ -134,6 +147,7 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
     """
     s = settings or Settings()
     styles = as_list(style)
+    _check_paths(content=content, style=styles, output=output)
     s.check_styles(len(styles))
     out = check_output_path(output, inputs=(content, *styles, *([s.mask] if s.mask is not None else [])))
     s.check_output(out)

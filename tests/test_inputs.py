@@ -227,3 +227,18 @@ def test_the_engine_names_a_layout_it_does_not_take(cd16x):
         cd16x.style_statistics(np.zeros((50, 60, 3), np.float32))
     with pytest.raises(ValueError, match=r"content: .* got shape \(3, 0, 60\)"):
         cd16x.stylize(np.zeros((3, 0, 60), np.float32), np.zeros((3, 50, 60), np.float32))
+
+
+def test_the_python_api_names_what_it_was_given_wrongly(tmp_path):
+    """stylize_file works on paths: an array is a TypeError pointing to stylize.stylize; no
+    style at all is a user error in both entry points, before any model is loaded."""
+    import stylize
+
+    with pytest.raises(TypeError, match="content must be a file path, got ndarray .*stylize.stylize"):
+        stylize.stylize_file(np.zeros((3, 8, 8), np.float32), STYLE, tmp_path / "o.png")
+    with pytest.raises(TypeError, match="output must be a file path, got NoneType"):
+        stylize.stylize_file(PHOTO, STYLE, None)
+    with pytest.raises(stylize.UserError, match="no style given"):
+        stylize.stylize_file(PHOTO, [], tmp_path / "o.png")
+    with pytest.raises(stylize.UserError, match="no style given"):
+        stylize.stylize(np.zeros((3, 8, 8), np.float32), [])
