@@ -19,6 +19,7 @@ from typing import List, Optional
 
 import typer
 
+from stylize.engine.errors import UserError
 from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE
 
 from .cli_options import user_errors, with_settings
@@ -92,6 +93,9 @@ def stylize(
     from .batch import sigterm_as_interrupt
 
     with user_errors(), sigterm_as_interrupt():  # a `kill` cleans up like Ctrl-C: no .part file left
+        if content.is_dir():
+            raise UserError(f"content {content}: is a folder; for every photo in it: stylize batch {content} "
+                            "STYLE... -o OUT_DIR")
         output = output or Path(f"{content.stem}_x_{'+'.join(s.stem for s in styles)}.png")
         run_single(content, styles, output, settings, quiet)
 

@@ -43,7 +43,7 @@ def stylize_ok(tmp_path, content, out_name="out.png", *extra):
     (lambda p: p / "missing.jpg", "no such file"),
     (lambda p: (p / "notes.jpg").write_text("hello, not a JPEG") and p / "notes.jpg", "not an image"),
     (lambda p: (p / "empty.png").write_bytes(b"") or p / "empty.png", "empty file"),
-    (lambda p: p, "not a file"),
+    (lambda p: p, "is a folder; for every photo in it: stylize batch"),
 ])
 def test_unreadable_input_is_one_line(tmp_path, make, message):
     out = tmp_path / "out.png"
