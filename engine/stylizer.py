@@ -122,7 +122,8 @@ class Stylizer:
             budget = self._budget()
             share = 0.8 if self.backend.device.type == "cuda" else 1 - SAFETY  # of the budget tiles may use
             least = math.ceil((share * budget + e.short) / share / 2**20)
-            given = f"{budget / 2**30:.2f} GiB" if budget >= 2**30 else f"{budget / 2**20:.0f} MiB"
+            given = (f"{budget / 2**30:.2f} GiB" if budget >= 2**30 else f"{budget / 2**20:.0f} MiB"
+                     if budget >= 2**20 else f"{budget:,} bytes")
             raise BudgetTooSmall(f"--max-memory {given} is too small for {what}: {e}; the least budget that "
                                  f"works here is {least} MiB (e.g. --max-memory {least}M)", e.short) from None
 
