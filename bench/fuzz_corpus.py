@@ -17,7 +17,7 @@ INTERESTING = (0, 1, 2, 7, 8, 15, 16, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0
                0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
 
 
-def _picture(w: int = 40, h: int = 30) -> np.ndarray:
+def picture(w: int = 40, h: int = 30) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     return np.stack([x * 255 // w, y * 255 // h, (x * y * 7) % 256], -1).astype(np.uint8)
 
@@ -38,7 +38,7 @@ def _tif(a: np.ndarray, **opts) -> bytes:
 
 def seed_images() -> dict[str, bytes]:
     """Small valid images, one per format and layout; the name's suffix is the file's."""
-    rgb = _picture()
+    rgb = picture()
     im = Image.fromarray(rgb)
     rgba = im.copy()
     rgba.putalpha(Image.linear_gradient("L").resize(im.size))
@@ -87,7 +87,7 @@ def bombs(side: int = 14000) -> dict[str, bytes]:
     header, in milliseconds, with no allocation of what it claims."""
     import tifffile
 
-    small = Image.fromarray(_picture(16, 16))
+    small = Image.fromarray(picture(16, 16))
     gif = bytearray(_pil(small.convert("P"), "GIF"))
     gif[6:10] = struct.pack("<HH", side, side)  # the logical screen; the frame stays 16x16
     jpg = bytearray(_pil(small.convert("L"), "JPEG"))

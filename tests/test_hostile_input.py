@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from conftest import SHARED
 from stylize.bench.fuzz import Config, run as fuzz
 from stylize.bench.fuzz_corpus import bombs, seed_images
+from stylize.bench.fuzz_options import check, run as fuzz_options
 
 STYLE = SHARED / "images/style/sketch.png"
 PHOTO = SHARED / "images/content/golden_gate.jpg"
@@ -199,6 +200,32 @@ def test_seeded_fuzz_every_case_is_ok_or_one_clean_line(measured):
     measured(summary.lines()[0])
     assert summary.acceptable, "\n".join(summary.lines())
     assert summary.counts["ok"] > 40 and summary.counts["clean"] > 200
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["values-that-must-work", "any-values"])
+def test_seeded_option_combinations_end_in_an_output_or_one_error_line(valid, measured):
+    """A few cases of ``python -m stylize.bench.fuzz_options``: the real command as a child."""
+    bad: list[str] = []
+    outcomes = fuzz_options(6, seed=20261124, valid=valid, report=bad.append)
+    measured(f"{'valid' if valid else 'any'} values: {dict(outcomes)}")
+    assert not bad, "\n".join(bad)
+    assert outcomes["ok"] == 6 if valid else outcomes["refused"] >= 3
+
+
+def test_the_option_fuzz_tells_a_bug_from_a_refusal(tmp_path):
+    (tmp_path / "out").mkdir()
+    args = ["photo.jpg", "style1.png", "-o", "out/0.png", "-q", "--res", "97"]
+    assert check(args, 2, "error: --alpha must be in [0, 1], got 2\n", tmp_path) == "refused"
+    assert check(args, 2, "error: --alpha must be in [0, 1], got 2\n", tmp_path, valid=True) == "refused valid values"
+    assert check(args, 2, "Traceback (most recent call last):\n  ...\nerror: x\n", tmp_path) == "not one error line"
+    assert check(args, 1, "", tmp_path) == "exit 1"
+    Image.new("RGB", (96, 72)).save(tmp_path / "out/0.png")
+    assert check(args, 0, "", tmp_path) == "output 96x72"
+    assert check(args, 2, "error: x\n", tmp_path) == "wrote an output"
+    Image.new("RGB", (97, 73)).save(tmp_path / "out/0.png")
+    assert check(args, 0, "", tmp_path) == "ok"
+    (tmp_path / "out/.0.png.1234.part.png").write_bytes(b"")
+    assert check(args, 0, "", tmp_path).startswith("left")
 
 
 @pytest.mark.parametrize("args, want", [
