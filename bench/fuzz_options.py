@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from stylize.imageio import parse_resolution
+
 from .fuzz_corpus import picture
 
 # Values a user could type, wrong ones among them; VALID keeps those that must work.
@@ -90,8 +92,7 @@ def case(seed: int, number: int, valid: bool) -> list[str]:
 def long_side(args: list[str]) -> int:
     if "--res" not in args:
         return max(SIZE)
-    res = args[args.index("--res") + 1]
-    return {"1k": 1024, "2k": 2048}.get(res) or int(res)
+    return parse_resolution(args[args.index("--res") + 1])
 
 
 def check(args: list[str], code: int, stderr: str, folder: Path, valid: bool = False) -> str:

@@ -28,7 +28,7 @@ from stylize.export.registry import create_backend
 
 from .array_input import as_rgb
 from .image_stream import STORE_DTYPE, check_writable, fits_in_ram, load_into_store, scratch_bytes, write_store
-from .imageio import ImageError, check_output_path, probe_image, read_image, write_image
+from .imageio import check_output_path, probe_image, read_image, write_image
 from .masks import load_regions, mask_regions, read_mask
 from .settings import Settings
 
@@ -56,10 +56,10 @@ def stylize(content, style, settings: Settings | None = None, *, stylizer: Styli
     s = settings or Settings()
     if not _is_store(content):
         content = as_rgb(content, "content", s.output_px, s.max_pixels)
+    styles = as_list(style)
+    s.check_styles(len(styles))
     styles = [st if _is_store(st) or isinstance(st, dict) else as_rgb(st, "style", s.style_px, s.max_pixels)
-              for st in as_list(style)]
-    if not styles:
-        raise ImageError("no style given: pass at least one style image")
+              for st in styles]
     return stylize_prepared(content, styles, s, stylizer, progress, consume_content, stores, regions)
 
 
@@ -69,8 +69,8 @@ def _is_store(image) -> bool:
 
 
 def stylize_prepared(content: np.ndarray | Store, styles: list, s: Settings, stylizer: Stylizer | None,
-         progress: Progress | None, consume_content: bool, stores: StoreFactory | None = None,
-         regions: Regions | None = None) -> Stylized:
+                     progress: Progress | None, consume_content: bool, stores: StoreFactory | None = None,
+                     regions: Regions | None = None) -> Stylized:
     """:func:`stylize` on inputs already (3, H, W) float32 in [0, 1] at their sizes, or stores,
     or statistics: what the file paths and the batch have read themselves, not checked again."""
     stylizer = stylizer or build_stylizer(s)
@@ -119,8 +119,6 @@ def _check_paths(**given) -> None:
             if not isinstance(v, (str, os.PathLike)):
                 raise TypeError(f"stylize_file: {role} must be a file path, got {type(v).__name__} "
                                 "(stylize.stylize takes arrays and images)")
-    if not given["style"]:
-        raise ImageError("no style given: pass at least one style image")
 
 
 def as_list(style) -> list:

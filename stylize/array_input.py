@@ -77,9 +77,9 @@ def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | Non
         raise ImageError(f"{role}: not an image ({type(image).__name__} of {a.dtype})")
     chw = _channels_first(a, role)
     _, h, w = chw.shape
-    size = target_size(w, h, long_side) if h and w else (w, h)
-    limits = Limits(max_pixels or np.iinfo(np.int64).max, 0, 0, "--max-pixels")
+    limits = Limits(max_pixels or np.iinfo(np.int64).max, 0, 0, "--max-pixels")  # only its pixel checks
     limits.check_pixels(role, w, h)
+    size = target_size(w, h, long_side)
     limits.check_pixels(role, *size, "requested output")
     rgb = _to_unit(chw, role)
     if rgb.shape[0] == 1:

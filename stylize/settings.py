@@ -81,10 +81,10 @@ def as_number(flag: str, value, kind: type = float):
     return int(value) if isinstance(value, (int, np.integer)) else int(number)
 
 
-def as_path(flag: str, value) -> Path | None:
-    if value is None or isinstance(value, (str, os.PathLike)):
-        return value
-    raise SettingsError(f"{flag} must be a path, got {value!r}")
+def check_path(flag: str, value) -> None:
+    """A folder or file option given from Python: a path or None."""
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise SettingsError(f"{flag} must be a path, got {value!r}")
 
 
 def parse_weights(text: str | tuple | list | None) -> tuple[float, ...] | None:
@@ -156,7 +156,7 @@ class Settings:
         if self.tile is not None:
             set_("tile", as_number("--tile", self.tile, int))
         for name in ("mask", "scratch", "weights_dir"):
-            as_path("--" + name.replace("_", "-"), getattr(self, name))
+            check_path("--" + name.replace("_", "-"), getattr(self, name))
         if not isinstance(self.half, (bool, np.bool_)):
             raise SettingsError(f"--half is True or False, got {self.half!r}")
         set_("device", str(self.device))
@@ -219,6 +219,8 @@ class Settings:
 
     def check_styles(self, count: int) -> None:
         """What depends on how many styles a run has, checked before any file is read."""
+        if count == 0:
+            raise SettingsError("no style given: pass at least one style image")
         if self.mask is not None and self.style_weights is not None:
             raise SettingsError("--mask gives each region one style; --style-weights mixes styles everywhere: "
                                 "use one or the other")
