@@ -16,7 +16,8 @@ process under an address-space cap (RLIMIT_AS) and a wall-clock timeout; workers
 
 * ok: an image came back; clean: an ImageError of one line naming the file;
 * disagree: a damaged JPEG or PNG that one decoder reads and the other refuses cleanly (libvips
-  by rows, Pillow whole; both give the same pixels wherever both read a file);
+  by rows, Pillow whole; both give the same pixels wherever both read a file); any other format
+  has one decoder, read whole or served by rows, and must agree with itself;
 * other: any other exception, or an ImageError that is not one line naming the file (a bug);
 * hang: over the timeout; over-memory: MemoryError under the cap; crash: the worker died;
 * noise (counted beside the outcome): the read wrote to stderr (a decoder warning escaped).
@@ -39,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 
-from stylize.image_guard import is_tiff
 from stylize.imageio import DEFAULT_MAX_PIXELS, ImageError, _into_ram, probe_image, read_by_rows, read_image
 
 from .fuzz_corpus import bombs, mutate, seed_images
@@ -81,11 +81,11 @@ def classify(path: Path, long_side: int | None, max_pixels: int) -> tuple[str, s
     if by_rows[0] in ("ok", "clean") and (by_rows[0] == "ok") != (read[0] == "ok"):
         verdicts = f"read by rows: {by_rows[0]} ({by_rows[1]}), whole: {read[0]} ({read[1]})"
         with open(path, "rb") as f:
-            tiff = is_tiff(f)
+            two_decoders = f.read(8).startswith((b"\xff\xd8", b"\x89PNG"))
         # A damaged JPEG or PNG goes to libvips by rows and to Pillow whole: each decoder has
         # its own verdict on damage past the pixels (a JPEG's trailer, a PNG chunk's CRC). Both
-        # are clean; TIFF has one decoder (tifffile), where the verdicts must agree.
-        return ("other" if tiff else "disagree"), verdicts
+        # are clean; every other format has one decoder (tifffile or Pillow), whose verdicts agree.
+        return ("disagree" if two_decoders else "other"), verdicts
     if by_rows[0] == "ok" and not np.array_equal(rows[0].rgb, whole[0].rgb):
         return "other", f"read by rows gave {by_rows[1]}, not the whole read's pixels"
     return read

@@ -54,7 +54,8 @@ def _to_unit(a: np.ndarray, role: str) -> np.ndarray:
     return a
 
 
-def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | None = None,
+           max_bytes: int | None = None) -> np.ndarray:
     """Any image object → (3, H', W') float32 in [0, 1], its long side ``long_side`` (None keeps it).
 
     ``image``: a file path (read as ``stylize_file`` reads it, EXIF orientation applied); a PIL
@@ -64,7 +65,7 @@ def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | Non
     """
     if isinstance(image, (str, os.PathLike)):
         kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
-        return read_image(image, long_side, role=role, **kwargs).rgb
+        return read_image(image, long_side, role=role, max_bytes=max_bytes, **kwargs).rgb
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
         image = image.convert("RGB")
     if hasattr(image, "detach"):  # a torch tensor, wherever it lives

@@ -62,7 +62,8 @@ class StyleCache:
                 with read_styles([style], self.opts, role=None) as (image,):
                     self._ready[style] = stylizer.style_statistics(image)
             else:
-                self._ready[style] = read_image(style, self.opts.style_px, self.opts.max_pixels).rgb
+                self._ready[style] = read_image(style, self.opts.style_px, self.opts.max_pixels,
+                                                max_bytes=self.opts.budget_left()).rgb
         except Exception as e:
             self._errors[style] = f"style {style}: {failure_reason(e, style)}"
             raise ImageError(self._errors[style]) from None
@@ -148,10 +149,10 @@ class Batch:
 
     def _read(self, group: list[Pair]):
         path = self.photos_dir / group[0].photo
-        w, h = probe_image(path, self.opts.max_pixels, long_side=self.opts.output_px)
+        w, h = probe_image(path, self.opts.max_pixels, long_side=self.opts.output_px, max_bytes=self.opts.budget_left())
         if self.opts.store == "disk" or (self.opts.store == "auto" and not fits_in_ram(h, w, self.opts.budget_bytes)):
             return Streamed(path, (w, h))
-        return read_image(path, self.opts.output_px, self.opts.max_pixels)
+        return read_image(path, self.opts.output_px, self.opts.max_pixels, max_bytes=self.opts.budget_left())
 
     def mask_for(self, photo: Path) -> Path | None:
         """--mask FILE: that mask for every photo; --mask DIR: DIR/<photo's folder>/<photo stem>.*
@@ -164,7 +165,7 @@ class Batch:
 
     def regions_for(self, photo: Path, size: tuple[int, int]):
         mask = self.mask_for(photo)
-        return load_regions(mask, size, 1, self.opts.max_pixels) if mask is not None else None
+        return load_regions(mask, size, 1, self.opts.max_pixels, max_bytes=self.opts.budget_left()) if mask else None
 
     def _save(self, report: Report):
         def save(job: _Job) -> None:

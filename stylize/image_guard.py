@@ -92,13 +92,17 @@ class Limits:
             raise ImageError(f"{path}: {what} is {w}x{h} ({pixels_text(w * h)}), over the limit of "
                              f"{pixels_text(self.max_pixels)}; raise it with --max-pixels")
 
-    def check_decode(self, path: Path, w: int, h: int, nbytes: int, layout: str, whole: bool = True) -> None:
+    def check_decode(self, path: Path, w: int, h: int, nbytes: int, layout: str, whole: bool = True,
+                     instead: str = "") -> None:
         """Before decoding: the pixels, the bytes the decoder will allocate (``whole``: a row
-        reader holds a few rows, not ``nbytes``), and whether the file can hold them at all."""
+        reader holds a few rows, not ``nbytes``), and whether the file can hold them at all.
+        ``instead``: what else the user can do when the decode is over the limit."""
         self.check_pixels(path, w, h)
         if whole and nbytes > self.max_bytes:
-            raise ImageError(f"{path}: decoding {w}x{h} ({layout}) takes {bytes_text(nbytes)}, over the limit of "
-                             f"{bytes_text(self.max_bytes)}; raise it with {self.flag}")
+            limit = (f"the {bytes_text(self.max_bytes)} left of the memory budget" if self.flag == "--max-memory"
+                     else f"the limit of {bytes_text(self.max_bytes)}")
+            raise ImageError(f"{path}: decoding {w}x{h} ({layout}) takes {bytes_text(nbytes)}, over {limit}; "
+                             f"raise it with {self.flag}{instead}")
         if nbytes > max(EXPANSION_FLOOR, MAX_EXPANSION * self.file_bytes):
             raise ImageError(f"{path}: a {bytes_text(self.file_bytes)} file cannot hold the {w}x{h} image its "
                              f"header claims ({bytes_text(nbytes)} decoded): truncated, corrupt or a "

@@ -15,8 +15,11 @@ destination, so a read holds a few hundred rows whatever the image's size.
   PNG is always read here, whatever its size: Pillow would keep only the high byte of its RGB.
   An EXIF orientation is applied to each resized strip (:mod:`stylize.image_orient`). A CMYK
   JPEG (print work) comes from libvips as CMYK, Adobe's inversion undone as Pillow undoes it,
-  and is made RGB by Pillow's own formula, so it too gives a whole read's pixels. Anything else
-  (GIF, WebP: libvips decodes those whole, and slowly) is read whole, under the decode limits.
+  and is made RGB by Pillow's own formula, so it too gives a whole read's pixels.
+- Anything else (GIF, WebP, BMP, ...; JPEG and PNG where libvips is absent): no decoder by rows
+  exists, so Pillow decodes it whole, its cost checked first (:mod:`stylize.pil_decode`), and the
+  decode is served a band of rows at a time: held once in Pillow's bytes (1 a pixel for a GIF's
+  palette), never as floats (a 110-MP WebP to 1k peaked at 2.20 GiB when it was, 1.89 GiB now).
 """
 from __future__ import annotations
 
@@ -27,8 +30,9 @@ import numpy as np
 
 from stylize.engine.resample import ForwardRows, resize_strips
 
-from .image_guard import ImageError, Limits, describe_error, is_tiff
-from .image_orient import displayed_size, file_orientation, oriented_writer
+from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff
+from .image_orient import displayed_size, exif_orientation, file_orientation, oriented_writer
+from .pil_decode import decoded, full_scale, pil_bands, pil_header
 from .tiff_read import TiffLayout, segment_grid, tiff_array_bands, tiff_errors, tiff_header
 
 STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
@@ -61,7 +65,9 @@ def open_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int = 0) -> R
     """A row reader for the open file ``f``, or None where it must be decoded whole or has
     fewer than ``min_pixels``. Sizes are checked on the header first, as for a whole read (less
     the bytes a whole decode takes)."""
-    return (_tiff_rows if is_tiff(f) else _vips_rows)(f, path, limits, min_pixels)
+    if is_tiff(f):
+        return _tiff_rows(f, path, limits, min_pixels)
+    return _vips_rows(f, path, limits, min_pixels) or _pil_rows(f, path, limits, min_pixels)
 
 
 def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int, int, np.ndarray], None]) -> None:
@@ -211,6 +217,34 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
                         f"{loader} {im.bands} x {'uint16' if deep else 'uint8'}", whole=False)
     alpha = im.bands in (2, 4) and not cmyk
     return RowReader((im.width, im.height), alpha, _vips_blocks(im, path, cmyk), str(path), orientation)
+
+
+def _pil_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowReader | None:
+    """Decoded whole by Pillow (:mod:`stylize.pil_decode`, its cost checked first), then served
+    a band of rows at a time: the image is held once, in Pillow's bytes, never as floats."""
+    f.seek(0)
+    im = pil_header(f, path, limits)
+    if im.size[0] * im.size[1] < min_pixels:
+        return None
+    try:
+        orientation = exif_orientation(im)
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: corrupt EXIF ({describe_error(e)})") from None
+    im = decoded(im, path)
+    peak = full_scale(im)
+    alpha = pil_bands(im.crop((0, 0, 1, 1)), peak)[2] is not None
+    return RowReader(im.size, alpha, _pil_blocks(im, peak, path), str(path), orientation)
+
+
+def _pil_blocks(im, peak: float, path: Path) -> Iterator[np.ndarray]:
+    w, h = im.size
+    try:
+        for y0 in range(0, h, CHUNK_ROWS):
+            yield _to_channels(*pil_bands(im.crop((0, y0, w, min(h, y0 + CHUNK_ROWS))), peak))
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
+    finally:
+        im.close()
 
 
 def cmyk_to_rgb(cmyk: np.ndarray) -> list[np.ndarray]:

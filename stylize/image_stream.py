@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -69,7 +70,7 @@ def check_writable(path: Path, height: int, width: int, memory_budget: int | Non
 
 
 def load_into_store(path: str | os.PathLike, long_side: int | None, max_pixels: int, stores: StoreFactory,
-                    role: str | None = None) -> tuple[Store, Store | None]:
+                    role: str | None = None, max_bytes: int | None = None) -> tuple[Store, Store | None]:
     """(RGB store, alpha store or None) of an image resized so its long side is ``long_side``:
     decoded by rows where the format allows it (:func:`stylize.imageio.read_by_rows`), else whole."""
     made: list[Store | None] = []
@@ -83,9 +84,9 @@ def load_into_store(path: str | os.PathLike, long_side: int | None, max_pixels: 
                 made[1].write(y, x, block[3:])
         return write
 
-    if read_by_rows(path, long_side, max_pixels, sink, role=role):
+    if read_by_rows(path, long_side, max_pixels, sink, role=role, max_bytes=max_bytes):
         return made[0], made[1]
-    src = read_image(path, None, max_pixels, role=role, by_rows=False)  # rows were tried above
+    src = read_image(path, None, max_pixels, role=role, max_bytes=max_bytes, by_rows=False)  # a TIFF volume
     h0, w0 = src.rgb.shape[1:]
     w, h = target_size(w0, h0, long_side)
     rgb = _fill(stores(3, h, w), src.rgb)
@@ -178,14 +179,20 @@ def _write_jpeg(path: Path, width: int, height: int, strips, quality: int) -> No
     """JPEG in constant memory: libvips reads an uncompressed PNG made strip by strip as it asks
     for bytes (a source of our own), and encodes sequentially. Both ends are libjpeg-turbo with
     the same settings (quality, 4:4:4, baseline, no metadata), so the pixels are those of
-    Pillow's encoder of the whole image (``tests/unit/test_image_stream.py``). Whatever the
-    strips raise (a scratch read error, Ctrl-C) is raised here, not lost inside libvips."""
+    Pillow's encoder of the whole image (``tests/unit/test_image_stream.py``).
+
+    The encode runs on a thread of its own while this one waits in Python: a Ctrl-C raised
+    inside one of libvips' callbacks (its log handler, say) would be printed and dropped by cffi
+    and the encode would finish, so here it stops the source and is raised once libvips lets go.
+    Whatever the strips raise (a scratch read error) is raised here, not lost inside libvips."""
     import pyvips
 
     chunks = _png_bytes(width, height, 3, 8, strips, level=0)
-    held, raised = [b"", 0], []
+    held, raised, failed, stop = [b"", 0], [], [], threading.Event()
 
     def read(size: int) -> bytes:
+        if stop.is_set():
+            return b""  # an early end: libvips stops with a truncated-file error
         try:
             data, at = held
             while at >= len(data):
@@ -198,17 +205,28 @@ def _write_jpeg(path: Path, width: int, height: int, strips, quality: int) -> No
             raised.append(e)
             return b""
 
-    source = pyvips.SourceCustom()
-    source.on_read(read)
+    def encode() -> None:
+        source = pyvips.SourceCustom()
+        source.on_read(read)
+        try:
+            pyvips.Image.new_from_source(source, "", access="sequential").jpegsave(
+                str(path), Q=int(quality), subsample_mode="off", keep="none")
+        except pyvips.Error as e:
+            failed.append(e)
+
+    worker = threading.Thread(target=encode, name="jpeg-encode", daemon=True)
+    worker.start()
     try:
-        image = pyvips.Image.new_from_source(source, "", access="sequential")
-        image.jpegsave(str(path), Q=int(quality), subsample_mode="off", keep="none")
-    except pyvips.Error as e:
-        if raised:
-            raise raised[0] from None
-        raise OSError(errno.EIO, f"JPEG encoder: {describe_error(e)}") from None
+        while worker.is_alive():
+            worker.join(0.1)
+    except BaseException:  # Ctrl-C lands here, in Python, never inside libvips
+        stop.set()
+        worker.join()
+        raise
     if raised:
-        raise raised[0]
+        raise raised[0] from None
+    if failed:
+        raise OSError(errno.EIO, f"JPEG encoder: {describe_error(failed[0])}") from None
 
 
 def _write_tiff(path: Path, width: int, height: int, channels: int, bits: int, strips) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
-from PIL import Image, ImageMode, UnidentifiedImageError
+from PIL import Image
 
 from stylize.engine.atomic import atomic_path, remove_stale_parts
 from stylize.engine.resample import resize
@@ -32,6 +32,7 @@ from stylize.engine.resample import resize
 from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
 from .image_orient import displayed_size, exif_orientation, file_orientation, orient
 from .image_rows import STREAM_ABOVE, RowReader, open_rows, resample_rows
+from .pil_decode import decoded, full_scale, pil_bands, pil_header
 from .tiff_read import Bands, tiff_bands, tiff_errors, tiff_header
 
 DEFAULT_MAX_PIXELS = 200_000_000  # 16K (133 MP) fits; a decompression bomb does not
@@ -79,45 +80,14 @@ def target_size(width: int, height: int, long_side: int | None) -> tuple[int, in
 # float32 result, so an 8K load never holds more than one float copy of the image.
 
 
-def _pil_header(f: BinaryIO, path: Path, limits: Limits) -> Image.Image:
-    """The opened, not yet decoded image, its sizes checked."""
-    try:
-        im = Image.open(f)
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (unrecognised or corrupt file)") from None
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: unsupported or corrupt image ({describe_error(e)})") from None
-    mode = ImageMode.getmode(im.mode)  # Pillow keeps multi-band pixels in 4 bytes
-    per_pixel = 4 if len(mode.bands) > 1 else np.dtype(mode.typestr).itemsize
-    limits.check_decode(path, *im.size, im.size[0] * im.size[1] * per_pixel, f"{im.format} {im.mode}")
-    return im
-
-
 def _pil_bands(f: BinaryIO, path: Path, limits: Limits) -> tuple[Bands, int]:
     """The bands as stored, and the EXIF orientation to apply after the resize
     (:mod:`stylize.image_orient`: the same pixels as a read by rows)."""
-    im = _pil_header(f, path, limits)
+    im = decoded(pil_header(f, path, limits), path)
     try:
-        im.load()
-        return _pil_to_bands(im), exif_orientation(im)
+        return pil_bands(im, full_scale(im)), exif_orientation(im)
     except DECODE_ERRORS as e:
         raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
-
-
-def _pil_to_bands(im: Image.Image) -> Bands:
-    alpha = None
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        alpha = im.getchannel("A")
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        a = np.asarray(im)
-        peak = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
-        return [np.clip(a, 0, peak).astype(np.float32)], peak, alpha
-    if im.mode == "F":
-        return [np.clip(np.nan_to_num(np.asarray(im, dtype=np.float32)), 0, 1)], 1.0, alpha
-    if im.mode in ("L", "1"):
-        return [im.convert("L")], 255.0, alpha
-    return list(im.convert("RGB").split()), 255.0, alpha
 
 
 def _band_to(out: np.ndarray, band, peak: float, orientation: int) -> None:
@@ -167,7 +137,7 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
                 head = tiff_header(tf, path, limits)
                 size = displayed_size(head.page.imagewidth, head.page.imagelength, head.orientation)
         else:
-            im = _pil_header(f, path, limits)
+            im = pil_header(f, path, limits)
             orientation = file_orientation(f, im)  # a PNG's without decoding it, as Pillow's getexif would
             size = displayed_size(*im.size, orientation or 1)  # None, unreadable EXIF: read_image will say so
     size = target_size(*size, long_side)
@@ -201,14 +171,14 @@ def read_by_rows(path: str | os.PathLike, long_side: int | None, max_pixels: int
 
 @contextmanager
 def displayed_rows(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-                   role: str | None = None) -> Iterator[RowReader]:
+                   role: str | None = None, max_bytes: int | None = None) -> Iterator[RowReader]:
     """The image at its own size, as displayed, as a forward row reader (``rows(a, b)``: (3, or
     4 with alpha, b - a, W) float32 in [0, 1]): decoded by rows where the format allows it and
     the image is stored upright, else read whole and served from RAM. For what is read in full
     at its own size (a mask): a 16K PNG mask is then never whole in RAM."""
     path = Path(path)
     with _as(role), open_regular(path) as f, quiet_decoders():
-        reader = open_rows(f, path, Limits.of(max_pixels, None, f.size))
+        reader = open_rows(f, path, Limits.of(max_pixels, max_bytes, f.size))
         if reader is not None and reader.orientation == 1:
             try:
                 yield reader
@@ -217,7 +187,7 @@ def displayed_rows(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
             return
         if reader is not None:
             reader.close()
-    whole = read_image(path, None, max_pixels, role=role, by_rows=False)
+    whole = read_image(path, None, max_pixels, role=role, max_bytes=max_bytes, by_rows=False)
     pixels = whole.rgb if whole.alpha is None else np.concatenate([whole.rgb, whole.alpha[None]])
     yield RowReader(whole.size, whole.alpha is not None, iter([pixels]), str(path))
 

@@ -97,6 +97,7 @@ class Mask:
     path: str | os.PathLike
     kind: MaskKind
     max_pixels: int
+    max_bytes: int | None = None  # what a decode held whole may take (the memory budget left)
 
     @property
     def styles(self) -> list:
@@ -111,19 +112,20 @@ def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.01)
     return abs((a[0] / a[1]) / (b[0] / b[1]) - 1) <= tolerance + rounding
 
 
-def read_mask(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max_pixels: int) -> Mask:
+def read_mask(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max_pixels: int,
+              max_bytes: int | None = None) -> Mask:
     """Every check on the mask, in one pass over its rows at its own size (a 16K mask is never
     whole in RAM): its sizes from the header first, then its colours. It runs before any
     scratch file or model; :func:`mask_regions` then reads it again, sized to the content."""
-    mw, mh = probe_image(path, max_pixels, role="mask")
+    mw, mh = probe_image(path, max_pixels, role="mask", max_bytes=max_bytes)
     w, h = size
     if not same_aspect((mw, mh), size):
         raise ImageError(f"mask {path}: {mw}x{mh} does not have the content's aspect ratio ({w}x{h}); resize or crop it")
-    with displayed_rows(path, max_pixels, role="mask") as reader:
+    with displayed_rows(path, max_pixels, role="mask", max_bytes=max_bytes) as reader:
         rows = reader.size[1]
         blocks = (_visible(reader.rows(y, min(rows, y + BLOCK_ROWS))) for y in range(0, rows, BLOCK_ROWS))
         labels, grey = _colours(blocks)
-    return Mask(path, _classify(labels, grey, n_styles, f"mask {path}"), max_pixels)
+    return Mask(path, _classify(labels, grey, n_styles, f"mask {path}"), max_pixels, max_bytes)
 
 
 def _colours(blocks) -> tuple[np.ndarray, bool]:
@@ -147,7 +149,7 @@ def mask_regions(mask: Mask, size: tuple[int, int], stores: StoreFactory | None 
         block /= np.maximum(block.sum(axis=0, keepdims=True), 1e-12)
         store.write(y0, 0, block)
 
-    with displayed_rows(mask.path, mask.max_pixels, role="mask") as reader:
+    with displayed_rows(mask.path, mask.max_pixels, role="mask", max_bytes=mask.max_bytes) as reader:
         mw, mh = reader.size
         resize_strips(lambda a, b: mask.kind.weights(_visible(reader.rows(a, b))), (mh, mw), (h, w), write,
                       kernel="linear")
@@ -155,6 +157,6 @@ def mask_regions(mask: Mask, size: tuple[int, int], stores: StoreFactory | None 
 
 
 def load_regions(path: str | os.PathLike, size: tuple[int, int], n_styles: int, max_pixels: int,
-                 stores: StoreFactory | None = None) -> Regions:
+                 stores: StoreFactory | None = None, max_bytes: int | None = None) -> Regions:
     """The mask at ``path`` as :class:`Regions` for a content of ``size`` (width, height)."""
-    return mask_regions(read_mask(path, size, n_styles, max_pixels), size, stores)
+    return mask_regions(read_mask(path, size, n_styles, max_pixels, max_bytes), size, stores)

@@ -19,7 +19,7 @@ import numpy as np
 
 from stylize.engine.color import MODES as COLOR_MODES
 from stylize.engine.errors import UserError
-from stylize.engine.memory import DEFAULT_CPU_BUDGET, parse_size
+from stylize.engine.memory import DEFAULT_CPU_BUDGET, current_rss, parse_size
 from stylize.engine.stroke_scale import AUTO, WORKING_LONG_SIDE, parse_stroke_scale
 from stylize.engine.wct import TRANSFORMS
 from stylize.export.registry import BACKENDS, backend_spec
@@ -216,6 +216,11 @@ class Settings:
     def budget_bytes(self) -> int:
         """The host memory budget (--max-memory, default 2 GiB)."""
         return self.memory_bytes or DEFAULT_CPU_BUDGET
+
+    def budget_left(self) -> int:
+        """What this process has left of the host budget now: the most an image decoded whole
+        may take (GIF, WebP, BMP have no decoder by rows), and what sizes a style's read."""
+        return max(0, self.budget_bytes - current_rss())
 
     def check_styles(self, count: int) -> None:
         """What depends on how many styles a run has, checked before any file is read."""

@@ -72,7 +72,7 @@ def test_limits_are_told_in_sensible_units(tmp_path):
     tif = tmp_path / "small.tif"
     tifffile.imwrite(tif, np.zeros((300, 400, 3), np.uint8), photometric="rgb")
     refused(tif, contains="over the limit of 100 pixels", max_pixels=100)
-    refused(tif, contains="over the limit of 1.0 KiB; raise it with --max-memory", max_bytes=1024)
+    refused(tif, contains="over the 1.0 KiB left of the memory budget; raise it with --max-memory", max_bytes=1024)
 
 
 def test_signed_tiffs_span_the_whole_range(tmp_path):

@@ -106,11 +106,51 @@ def test_a_16_bit_png_keeps_all_16_bits_at_any_size(bands, tmp_path):
             assert image.alpha is None
 
 
-def test_formats_libvips_would_map_differently_are_read_whole(tmp_path):
-    """GIF: whole, as before."""
-    Image.fromarray(_pixels()[..., :3]).save(tmp_path / "x.gif")
-    assert not read_by_rows(tmp_path / "x.gif", None, 10**9, _into_ram([]))
-    assert read_image(tmp_path / "x.gif").rgb.shape[0] == 3
+def _with_index(im: Image.Image, index: int) -> Image.Image:
+    im.paste(index, (40, 30, 200, 100))
+    return im
+
+
+PILLOW_KINDS = {  # formats neither libvips nor tifffile reads by rows: Pillow decodes them, then rows
+    "x.gif": lambda a: Image.fromarray(a[..., :3]).convert("P"),
+    "t.gif": lambda a: _with_index(Image.fromarray(a[..., :3]).convert("P"), 3),  # saved with 3 transparent
+    "x.webp": lambda a: Image.fromarray(a[..., :3]),
+    "a.webp": lambda a: Image.fromarray(a),  # lossless, with alpha
+    "x.bmp": lambda a: Image.fromarray(a[..., :3]),
+    "x.ppm": lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 200),  # 16-bit grey
+    "x.tga": lambda a: Image.fromarray(a),
+}
+
+
+@pytest.mark.parametrize("name", PILLOW_KINDS)
+@pytest.mark.parametrize("long_side", [None, 200])
+def test_formats_pillow_decodes_are_served_by_rows_with_the_pixels_of_a_whole_read(name, long_side, tmp_path):
+    """Decoded whole by Pillow, but resized a band of rows at a time (never a float copy of the
+    whole source): the same pixels, alpha and full scale as the whole read."""
+    path = tmp_path / name
+    opts = {"transparency": 3} if name == "t.gif" else {"lossless": True} if name == "a.webp" else {}
+    PILLOW_KINDS[name](_pixels()).save(path, **opts)
+    whole = read_image(path, long_side)
+    got = []
+    assert read_by_rows(path, long_side, 10**9, _into_ram(got)), f"{name} was not served by rows"
+    assert np.array_equal(got[0].rgb, whole.rgb)
+    assert (got[0].alpha is None) == (whole.alpha is None) == (name not in ("t.gif", "a.webp", "x.tga"))
+    if whole.alpha is not None:
+        assert np.array_equal(got[0].alpha, whole.alpha)
+
+
+def test_a_webp_decode_is_charged_what_pillow_holds_for_it(tmp_path):
+    """libwebp's animation decoder holds two RGBA canvases and the frame's bytes beside the
+    image: a budget that holds the pixels alone refuses the file before it is decoded."""
+    Image.fromarray(_pixels()[..., :3]).save(tmp_path / "x.webp")
+    Image.fromarray(_pixels()[..., :3]).save(tmp_path / "x.bmp")
+    pixels = 301 * 457
+    for name, ok in (("x.bmp", True), ("x.webp", False)):
+        try:
+            probe_image(tmp_path / name, max_bytes=pixels * 8)
+            assert ok, f"{name} was allowed"
+        except ImageError as e:
+            assert not ok and "takes 2.1 MiB, over the 1.0 MiB left of the memory budget; raise it with --max-memory, or convert" in str(e), e
 
 
 def _turned(path, a: np.ndarray, orientation: int) -> None:

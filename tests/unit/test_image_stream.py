@@ -56,3 +56,33 @@ def test_a_jpeg_past_half_the_budget_is_refused_only_without_libvips(tmp_path, m
     monkeypatch.setattr(image_stream, "_has_vips", lambda: False)
     with pytest.raises(ImageError, match="encoded whole"):
         check_writable(tmp_path / "o.jpg", 20000, 30000, 2 << 30)
+
+
+def test_a_ctrl_c_during_the_encode_stops_it_and_reaches_the_caller(tmp_path, monkeypatch):
+    """A real SIGINT, from another thread, while libvips encodes: it must end the write early
+    with KeyboardInterrupt and no output. Raised inside one of libvips' callbacks it used to be
+    printed and dropped by cffi, and the encode ran to the end."""
+    import os
+    import signal
+    import threading
+    import time
+
+    store = RamStore(_image(h=8000, w=300))
+    real, calls = image_stream.read_rows, []
+
+    def slow(s, y0, y1):  # a scratch file on a slow disk: the encode lasts seconds
+        calls.append(y0)
+        time.sleep(0.05)
+        return real(s, y0, y1)
+
+    monkeypatch.setattr(image_stream, "read_rows", slow)
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_store(tmp_path / "out.jpg", store)
+    finally:
+        timer.cancel()
+    strips = -(-8000 // image_stream.STRIP)
+    assert len(calls) < strips, f"the encode read all {strips} strips: the interrupt did not stop it"
+    assert list(tmp_path.iterdir()) == []
