@@ -110,10 +110,12 @@ def plan_level(g: LevelGeometry, height: int, width: int, available: float,
         if cache and tile < floor_tile(g):  # the cache is a speed-up: give it up before the tile size
             cache, tile = False, _largest_tile(g, available)
         if tile < floor_tile(g):
-            short = floor_bytes(g) - available
-            raise BudgetTooSmall(f"the memory budget is {short / 2**20:.0f} MiB short for level {g.level} at "
-                                 f"{width}x{height} (its smallest efficient tile, {floor_tile(g)} px, needs "
-                                 f"{floor_bytes(g) / 2**20:.0f} MiB)", short)
+            whole = max(padded) <= floor_tile(g)  # smaller than that tile: the image itself is the least
+            need = working_bytes(g, *padded) if whole else floor_bytes(g)
+            what = "the whole image" if whole else f"its smallest efficient tile, {floor_tile(g)} px,"
+            raise BudgetTooSmall(f"the memory budget is {(need - available) / 2**20:.0f} MiB short for level "
+                                 f"{g.level} at {width}x{height} ({what} needs {need / 2**20:.0f} MiB)",
+                                 need - available)
     if tile >= max(padded):
         return LevelPlan(g.level, padded, None, True)
     return LevelPlan(g.level, padded, round_up(tile, g.stride), cache)

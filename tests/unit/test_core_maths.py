@@ -120,6 +120,20 @@ def test_the_feature_cache_is_given_up_before_the_budget_is_called_too_small():
     assert 0 < e.value.short <= 5 << 20
 
 
+def test_an_image_smaller_than_the_floor_tile_is_short_of_its_own_size_only():
+    """A 200x150 style at level 5 needs what the whole image needs, not the 320-px tile's
+    budget: the least budget the error names must be the least that works."""
+    from stylize.engine.memory import BudgetTooSmall, floor_bytes, padded_size, working_bytes
+
+    g = get_family("cd16x").build(5).geometry()
+    need = working_bytes(g, *padded_size(150, 200, g.stride, 2 * g.stride))
+    assert need < floor_bytes(g)
+    with pytest.raises(BudgetTooSmall) as e:
+        plan_level(g, 150, 200, need - (3 << 20))
+    assert 0 < e.value.short <= 3 << 20 and "(the whole image needs" in str(e.value), e.value
+    assert plan_level(g, 150, 200, need).tile is None
+
+
 
 
 def test_stroke_factor_and_split():
