@@ -54,11 +54,11 @@ def stylize(content, style, settings: Settings | None = None, *, stylizer: Styli
     """
     s = settings or Settings()
     if not _is_store(content):
-        content = as_rgb(content, "content", s.output_px, s.max_pixels, s.budget_left())
+        content = as_rgb(content, "content", s.output_px, s.max_pixels, s.decode_limit())
     styles = as_list(style)
     s.check_styles(len(styles))
     styles = [st if _is_store(st) or isinstance(st, dict)
-              else as_rgb(st, "style", s.style_px, s.max_pixels, s.budget_left()) for st in styles]
+              else as_rgb(st, "style", s.style_px, s.max_pixels, s.decode_limit()) for st in styles]
     return stylize_prepared(content, styles, s, stylizer, progress, consume_content, stores, regions)
 
 
@@ -88,9 +88,9 @@ def read_styles(styles: list, settings: Settings, role: str | None = "style") ->
     at 16K is 2 GiB of floats) a scratch store filled by rows, from which the engine reads its
     statistics tile by tile. The scratch files go when the block ends. ``role`` prefixes a
     file's error."""
+    sizes = [probe_image(p, settings.max_pixels, role=role, long_side=settings.style_px,
+                         max_bytes=settings.decode_limit()) for p in styles]
     room = settings.budget_left()
-    sizes = [probe_image(p, settings.max_pixels, role=role, long_side=settings.style_px, max_bytes=room)
-             for p in styles]
     large = [12 * w * h > STYLE_RAM_SHARE * room for w, h in sizes]
     with ExitStack() as stack:
         stores = None
@@ -103,14 +103,14 @@ def read_styles(styles: list, settings: Settings, role: str | None = "style") ->
         for path, big in zip(styles, large):
             if big:
                 rgb, alpha = load_into_store(path, settings.style_px, settings.max_pixels, stores, role=role,
-                                             max_bytes=settings.budget_left())
+                                             max_bytes=settings.decode_limit())
                 if alpha is not None:
                     alpha.close()
                 stack.callback(rgb.close)
                 images.append(rgb)
             else:
                 images.append(read_image(path, settings.style_px, settings.max_pixels, role=role,
-                                         max_bytes=settings.budget_left()).rgb)
+                                         max_bytes=settings.decode_limit()).rgb)
         yield images
 
 
@@ -151,12 +151,12 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
     s.check_styles(len(styles))
     out = check_output_path(output, inputs=(content, *styles, *([s.mask] if s.mask is not None else [])))
     s.check_output(out)
-    w, h = probe_image(content, s.max_pixels, role="content", long_side=s.output_px, max_bytes=s.budget_left())
+    w, h = probe_image(content, s.max_pixels, role="content", long_side=s.output_px, max_bytes=s.decode_limit())
     check_writable(out, h, w, s.budget_bytes)
     if s.store == "ram" or (s.store == "auto" and fits_in_ram(h, w, s.budget_bytes)):
         return _stylize_in_ram(content, styles, out, s, stylizer, progress)
     with read_styles(styles, s) as st:
-        mask = read_mask(s.mask, (w, h), len(styles), s.max_pixels, s.budget_left()) if s.mask is not None else None
+        mask = read_mask(s.mask, (w, h), len(styles), s.max_pixels, s.decode_limit()) if s.mask is not None else None
         return _stylize_streamed(content, st, mask, out, (w, h), s, stylizer, progress)
 
 
@@ -166,7 +166,7 @@ def _stylize_streamed(content, st: list, mask, out: Path, size: tuple[int, int],
     with scratch_folder(s.scratch, scratch_bytes(h, w)) as folder:
         stores = StoreFactory(folder, STORE_DTYPE, ram_pixels=0 if s.store == "disk" else 4_000_000)
         rgb, alpha = load_into_store(content, s.output_px, s.max_pixels, stores, role="content",
-                                     max_bytes=s.budget_left())
+                                     max_bytes=s.decode_limit())
         regions = mask_regions(mask, (w, h), stores) if mask is not None else None
         t0 = time.perf_counter()
         stylizer = stylizer or build_stylizer(s)
@@ -177,9 +177,9 @@ def _stylize_streamed(content, st: list, mask, out: Path, size: tuple[int, int],
 
 def _stylize_in_ram(content, styles: list, out: Path, s: Settings, stylizer: Stylizer | None,
                     progress: Progress | None) -> FileResult:
-    c = read_image(content, s.output_px, s.max_pixels, role="content", max_bytes=s.budget_left())
+    c = read_image(content, s.output_px, s.max_pixels, role="content", max_bytes=s.decode_limit())
     with read_styles(styles, s) as st:
-        regions = load_regions(s.mask, c.size, len(styles), s.max_pixels, max_bytes=s.budget_left()) if s.mask else None
+        regions = load_regions(s.mask, c.size, len(styles), s.max_pixels, max_bytes=s.decode_limit()) if s.mask else None
         t0 = time.perf_counter()
         stylizer = stylizer or build_stylizer(s)
         content_rgb, c.rgb = c.rgb, None  # the engine reuses this buffer: hold no second reference

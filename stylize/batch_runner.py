@@ -63,7 +63,7 @@ class StyleCache:
                     self._ready[style] = stylizer.style_statistics(image)
             else:
                 self._ready[style] = read_image(style, self.opts.style_px, self.opts.max_pixels,
-                                                max_bytes=self.opts.budget_left()).rgb
+                                                max_bytes=self.opts.decode_limit()).rgb
         except Exception as e:
             self._errors[style] = f"style {style}: {failure_reason(e, style)}"
             raise ImageError(self._errors[style]) from None
@@ -149,10 +149,10 @@ class Batch:
 
     def _read(self, group: list[Pair]):
         path = self.photos_dir / group[0].photo
-        w, h = probe_image(path, self.opts.max_pixels, long_side=self.opts.output_px, max_bytes=self.opts.budget_left())
+        w, h = probe_image(path, self.opts.max_pixels, long_side=self.opts.output_px, max_bytes=self.opts.decode_limit())
         if self.opts.store == "disk" or (self.opts.store == "auto" and not fits_in_ram(h, w, self.opts.budget_bytes)):
             return Streamed(path, (w, h))
-        return read_image(path, self.opts.output_px, self.opts.max_pixels, max_bytes=self.opts.budget_left())
+        return read_image(path, self.opts.output_px, self.opts.max_pixels, max_bytes=self.opts.decode_limit())
 
     def mask_for(self, photo: Path) -> Path | None:
         """--mask FILE: that mask for every photo; --mask DIR: DIR/<photo's folder>/<photo stem>.*
@@ -165,7 +165,7 @@ class Batch:
 
     def regions_for(self, photo: Path, size: tuple[int, int]):
         mask = self.mask_for(photo)
-        return load_regions(mask, size, 1, self.opts.max_pixels, max_bytes=self.opts.budget_left()) if mask else None
+        return load_regions(mask, size, 1, self.opts.max_pixels, max_bytes=self.opts.decode_limit()) if mask else None
 
     def _save(self, report: Report):
         def save(job: _Job) -> None:

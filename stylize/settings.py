@@ -218,9 +218,14 @@ class Settings:
         return self.memory_bytes or DEFAULT_CPU_BUDGET
 
     def budget_left(self) -> int:
-        """What this process has left of the host budget now: the most an image decoded whole
-        may take (GIF, WebP, BMP have no decoder by rows), and what sizes a style's read."""
+        """What this process has left of the host budget now (what sizes a style's read)."""
         return max(0, self.budget_bytes - current_rss())
+
+    def decode_limit(self) -> int:
+        """The most an image decoded whole may take (GIF, WebP, BMP have no decoder by rows):
+        what the process has left of its budget, but never less than ``DECODE_FLOOR``; a
+        budget that cannot hold that is too small for the engine, which names the least that works."""
+        return max(DECODE_FLOOR, self.budget_left())
 
     def check_styles(self, count: int) -> None:
         """What depends on how many styles a run has, checked before any file is read."""
@@ -245,6 +250,9 @@ class Settings:
     def options(cls) -> list:
         """The fields that are command-line options, in declaration order."""
         return [f for f in fields(cls) if "cli" in f.metadata]
+
+
+DECODE_FLOOR = 64 << 20  # a 16-MP photo decoded whole (4 bytes a pixel)
 
 
 def _resolution(value, flag: str) -> int | None:

@@ -59,3 +59,13 @@ def test_values_from_python_that_the_command_line_could_not_give_are_one_line_er
     """Not a TypeError from deep inside, nor a resolution of 0 px that reaches the resampler."""
     with pytest.raises(SettingsError, match=message):
         Settings(**kwargs)
+
+
+def test_a_budget_the_process_has_spent_leaves_small_decodes_to_the_planners_error():
+    """A budget below what the interpreter holds must not refuse a 729x512 JPEG's decode (the
+    planner says which budget works); a decode past the floor is checked against what is left."""
+    from stylize.settings import DECODE_FLOOR
+
+    assert Settings(max_memory="1M").budget_left() == 0
+    assert Settings(max_memory="1M").decode_limit() == DECODE_FLOOR
+    assert Settings(max_memory="64G").decode_limit() > 60 << 30
