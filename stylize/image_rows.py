@@ -30,9 +30,9 @@ import numpy as np
 
 from stylize.engine.resample import ForwardRows, resize_strips
 
-from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff
+from .image_guard import ImageError, Limits, describe_error, is_tiff
 from .image_orient import displayed_size, exif_orientation, file_orientation, oriented_writer
-from .pil_decode import decoded, full_scale, pil_bands, pil_header
+from .pil_decode import decoded, full_scale, has_alpha, pil_bands, pil_errors, pil_header
 from .tiff_read import TiffLayout, segment_grid, tiff_array_bands, tiff_errors, tiff_header
 
 STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
@@ -226,23 +226,18 @@ def _pil_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowRe
     im = pil_header(f, path, limits)
     if im.size[0] * im.size[1] < min_pixels:
         return None
-    try:
+    with pil_errors(path):
         orientation = exif_orientation(im)
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: corrupt EXIF ({describe_error(e)})") from None
     im = decoded(im, path)
-    peak = full_scale(im)
-    alpha = pil_bands(im.crop((0, 0, 1, 1)), peak)[2] is not None
-    return RowReader(im.size, alpha, _pil_blocks(im, peak, path), str(path), orientation)
+    return RowReader(im.size, has_alpha(im), _pil_blocks(im, full_scale(im), path), str(path), orientation)
 
 
 def _pil_blocks(im, peak: float, path: Path) -> Iterator[np.ndarray]:
     w, h = im.size
     try:
-        for y0 in range(0, h, CHUNK_ROWS):
-            yield _to_channels(*pil_bands(im.crop((0, y0, w, min(h, y0 + CHUNK_ROWS))), peak))
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
+        with pil_errors(path):
+            for y0 in range(0, h, CHUNK_ROWS):
+                yield _to_channels(*pil_bands(im.crop((0, y0, w, min(h, y0 + CHUNK_ROWS))), peak))
     finally:
         im.close()
 

@@ -29,10 +29,10 @@ from PIL import Image
 from stylize.engine.atomic import atomic_path, remove_stale_parts
 from stylize.engine.resample import resize
 
-from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
+from .image_guard import ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
 from .image_orient import displayed_size, exif_orientation, file_orientation, orient
 from .image_rows import STREAM_ABOVE, RowReader, open_rows, resample_rows
-from .pil_decode import decoded, full_scale, pil_bands, pil_header
+from .pil_decode import decoded, full_scale, pil_bands, pil_errors, pil_header
 from .tiff_read import Bands, tiff_bands, tiff_errors, tiff_header
 
 DEFAULT_MAX_PIXELS = 200_000_000  # 16K (133 MP) fits; a decompression bomb does not
@@ -84,10 +84,8 @@ def _pil_bands(f: BinaryIO, path: Path, limits: Limits) -> tuple[Bands, int]:
     """The bands as stored, and the EXIF orientation to apply after the resize
     (:mod:`stylize.image_orient`: the same pixels as a read by rows)."""
     im = decoded(pil_header(f, path, limits), path)
-    try:
+    with pil_errors(path):
         return pil_bands(im, full_scale(im)), exif_orientation(im)
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
 
 
 def _band_to(out: np.ndarray, band, peak: float, orientation: int) -> None:

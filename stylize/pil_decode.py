@@ -13,8 +13,9 @@ rows, so an image gives the same pixels however it was read.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 from PIL import Image, ImageMode, UnidentifiedImageError
@@ -47,13 +48,20 @@ def pil_header(f: BinaryIO, path: Path, limits: Limits) -> Image.Image:
     return im
 
 
+@contextmanager
+def pil_errors(path: Path) -> Iterator[None]:
+    """What Pillow raises on a damaged file while decoding or reading its EXIF, as one line."""
+    try:
+        yield
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
+
+
 def decoded(im: Image.Image, path: Path) -> Image.Image:
     """``im`` decoded; where its decoder holds more than the pixels (:data:`DECODER_EXTRA`), a
     copy free of it (the caller drops ``im``)."""
-    try:
+    with pil_errors(path):
         im.load()
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
     return im.copy() if im.format in DECODER_EXTRA else im
 
 
@@ -67,11 +75,15 @@ def full_scale(im: Image.Image) -> float:
     return 1.0 if im.mode == "F" else 255.0
 
 
+def has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
+
+
 def pil_bands(im: Image.Image, peak: float) -> Bands:
     """Colour bands (one for grey), their full scale ``peak`` (:func:`full_scale` of the whole
     image) and the alpha band, for ``im`` or a crop of it."""
     alpha = None
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+    if has_alpha(im):
         im = im.convert("RGBA")
         alpha = im.getchannel("A")
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
