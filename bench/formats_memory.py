@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from stylize.bench.gigapixel import enlarged
-from stylize.bench.measure import run_child
+from stylize.bench.measure import call_child, run_child
 from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE, resolve
 
 FORMATS = ("jpg", "png", "tif", "webp", "gif", "bmp")
@@ -38,7 +38,7 @@ def make_inputs(content: Path, width: int, height: int, folder: Path, formats: l
     big = enlarged(content, width, height).copy_memory()
     made = []
     for ext in formats:
-        path = folder / f"photo_{width}x{height}.{ext}"
+        path = Path(folder) / f"photo_{width}x{height}.{ext}"
         if ext == "jpg":
             big.jpegsave(str(path), Q=90)
         elif ext == "png":
@@ -68,10 +68,7 @@ def main() -> None:
     if not set(formats) <= set(FORMATS):
         sys.exit(f"--formats: choose among {', '.join(FORMATS)}")
     a.out.mkdir(parents=True, exist_ok=True)
-    made = run_child([sys.executable, "-c", "import sys; from pathlib import Path; from stylize.bench.formats_memory "
-                      "import make_inputs; make_inputs(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), "
-                      "Path(sys.argv[4]), sys.argv[5].split(','))", str(resolve(SAMPLE_CONTENT)), str(width), str(height),
-                      str(a.out), a.formats])
+    made = call_child(make_inputs, resolve(SAMPLE_CONTENT), width, height, a.out, formats)
     if not made.ok:
         sys.exit(f"could not make the inputs: {made.output_tail}")
     rows = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylize.bench.measure import run_child
+from stylize.bench.measure import call_child, run_child
 from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE, resolve
 
 
@@ -66,8 +66,7 @@ def main() -> None:
     width, height = (int(v) for v in a.size.lower().split("x"))
     a.out.mkdir(parents=True, exist_ok=True)
     src, out = a.out / f"in_{width}x{height}.tif", a.out / f"out_{width}x{height}_{a.mode}.tif"
-    made = run_child([sys.executable, "-c", f"from stylize.bench.gigapixel import make_input; from pathlib import Path; "
-                      f"make_input(Path({str(resolve(SAMPLE_CONTENT))!r}), {width}, {height}, Path({str(src)!r}))"])
+    made = call_child(make_input, resolve(SAMPLE_CONTENT), width, height, src)
     if not made.ok:
         sys.exit(f"could not make the input: {made.output_tail}")
     mp = width * height / 1e6

@@ -64,6 +64,19 @@ def run_child(command: list[str], env: dict[str, str] | None = None, timeout: fl
     return ChildResult(command, proc.returncode, wall, usage.ru_maxrss * 1024, tail, killed.is_set())
 
 
+def call_child(function, *args, timeout: float | None = None) -> ChildResult:
+    """Call a module-level ``function`` with ``args`` in a child process, measured as a command:
+    making a bench's inputs (a gigapixel TIFF, a 200-MP JPEG) must not count in any peak of the
+    bench itself. Arguments travel as JSON, a Path as its string: the function takes either."""
+    module = function.__module__
+    if module == "__main__":  # a bench run as `python -m stylize.bench.NAME`
+        module = sys.modules["__main__"].__spec__.name
+    code = ("import importlib, json, sys; module, name = sys.argv[1].split(':'); "
+            "getattr(importlib.import_module(module), name)(*json.loads(sys.argv[2]))")
+    given = json.dumps([str(a) if isinstance(a, Path) else a for a in args])
+    return run_child([sys.executable, "-c", code, f"{module}:{function.__qualname__}", given], timeout=timeout)
+
+
 def psnr_db(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     """PSNR of two same-shape arrays on a 0..peak scale; identical arrays give inf."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))

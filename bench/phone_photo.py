@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from stylize.bench.gigapixel import enlarged
-from stylize.bench.measure import run_child
+from stylize.bench.measure import call_child, run_child
 from stylize.models.weights import SAMPLE_CONTENT, SAMPLE_STYLE, resolve
 
 PILLOW_WHOLE = """
@@ -38,6 +38,7 @@ def make_inputs(content: Path, width: int, height: int, folder: Path) -> tuple[P
     import pyvips
 
     big = enlarged(content, width, height).copy_memory()
+    folder = Path(folder)
     upright, turned = folder / f"upright_{width}x{height}.jpg", folder / f"turned6_{width}x{height}.jpg"
     big.jpegsave(str(upright), Q=90)
     tagged = big.copy()
@@ -55,9 +56,7 @@ def main() -> None:
     a = ap.parse_args()
     width, height = (int(v) for v in a.size.lower().split("x"))
     a.out.mkdir(parents=True, exist_ok=True)
-    made = run_child([sys.executable, "-c", "import sys; from pathlib import Path; from stylize.bench.phone_photo "
-                      "import make_inputs; make_inputs(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), "
-                      "Path(sys.argv[4]))", str(resolve(SAMPLE_CONTENT)), str(width), str(height), str(a.out)])
+    made = call_child(make_inputs, resolve(SAMPLE_CONTENT), width, height, a.out)
     if not made.ok:
         sys.exit(f"could not make the inputs: {made.output_tail}")
     upright, turned = a.out / f"upright_{width}x{height}.jpg", a.out / f"turned6_{width}x{height}.jpg"

@@ -139,3 +139,17 @@ def test_bad_options_are_one_line_before_any_cell(tmp_path, capsys):
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.startswith(f"error: {want}") and len(err.splitlines()) == 1, (args, err)
         assert not (tmp_path / "out").exists(), args
+
+
+def test_formats_bench_makes_its_inputs_in_a_child_and_measures_each_format(tmp_path):
+    """``python -m stylize.bench.formats_memory`` end to end at a small size: its inputs are made
+    by a child process (:func:`call_child`, from a module run as ``__main__``), every format is
+    stylized by the CLI as a child, and Pillow's float decode is measured beside it."""
+    proc = subprocess.run([sys.executable, "-m", "stylize.bench.formats_memory", "--size", "160x96", "--formats",
+                           "png,gif", "--res", "128", "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["format"] for r in rows if r["returncode"] == 0] == ["png", "gif"], rows
+    assert all(r["peak_rss_gib"] > 0.05 and r["pillow_floats_peak_rss_gib"] > 0.01 for r in rows), rows
+    assert json.loads((tmp_path / "formats_memory.json").read_text())["rows"] == rows
