@@ -56,7 +56,7 @@ def recolour(style: np.ndarray | Store, content: Moments, rel_eps: float = 1e-10
     if isinstance(style, np.ndarray):
         out = RamStore.empty(*source.shape)
     else:  # beside the style: a scratch style stays out of RAM recoloured
-        folder = style.path.parent if isinstance(style, DiskStore) else None
+        folder = style.folder if isinstance(style, DiskStore) else None
         out = (make or StoreFactory(folder, ram_pixels=0))(*source.shape)
     _, h, w = source.shape
     for y0 in range(0, h, 256):

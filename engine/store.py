@@ -11,18 +11,20 @@ Storage precision is the caller's choice (``dtype``): float32 is exact (a disk s
 what a RAM store would), float16 halves the I/O at ~50 dB; the application measured both and
 uses float32 (:mod:`stylize.image_stream`).
 
-Scratch files live in one folder per run (:func:`scratch_folder`), removed on success, error,
-Ctrl-C and SIGTERM (which the command line turns into Ctrl-C); a full disk is a one-line error.
+A scratch file is unlinked as soon as it is made: it has no name, only the run's descriptor,
+so the kernel frees its space when the run ends however it ends (success, error, Ctrl-C, and
+also SIGKILL or the out-of-memory killer, which no handler sees). A named folder per run was
+left behind, files and all, by a killed run. Free space is checked before any work
+(:func:`scratch_folder`); a full disk mid-run is a one-line error.
 """
 from __future__ import annotations
 
 import errno
 import os
-import shutil
 import tempfile
-from contextlib import contextmanager
+import weakref
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -90,13 +92,18 @@ class DiskStore:
         self.shape = (channels, height, width)
         self.dtype = np.dtype(dtype)
         self.row_bytes = width * channels * self.dtype.itemsize
-        fd, name = tempfile.mkstemp(prefix="image-", suffix=".raw", dir=folder)
-        self.path, self.fd = Path(name), fd
+        self.folder, self.fd = Path(folder), None
         try:
+            fd, name = tempfile.mkstemp(prefix="stylize-", suffix=".raw", dir=folder)
+        except OSError as e:
+            raise _scratch_error(e, self.folder) from None
+        self.fd, self._closer = fd, weakref.finalize(self, os.close, fd)  # closed when dropped, if not before
+        try:
+            os.unlink(name)  # nameless from here: the space goes back when the descriptor closes
             os.ftruncate(fd, self.row_bytes * height)  # sparse: space is taken as rows are written
         except OSError as e:
             self.close()
-            raise _scratch_error(e, folder) from None
+            raise _scratch_error(e, self.folder) from None
 
     def read(self, box: Box) -> np.ndarray:
         c, h, w = self.shape
@@ -109,7 +116,7 @@ class DiskStore:
             got = os.preadv(self.fd, [memoryview(block[i]).cast("B")], int(y) * self.row_bytes
                             + x0 * c * self.dtype.itemsize)
             if got != span:
-                raise OSError(errno.EIO, f"short read from scratch file {self.path}")
+                raise OSError(errno.EIO, f"short read from a scratch file in {self.folder}")
         if x0 != box.x0 or x1 != box.x1:
             block = block[:, cols - x0]
         return np.ascontiguousarray(block.transpose(2, 0, 1), dtype=np.float32)
@@ -124,13 +131,12 @@ class DiskStore:
                 if os.pwrite(self.fd, view, (y0 + i) * self.row_bytes + offset) != len(view):
                     raise OSError(errno.ENOSPC, "short write")
         except OSError as e:
-            raise _scratch_error(e, self.path.parent) from None
+            raise _scratch_error(e, self.folder) from None
 
     def close(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)
+            self._closer()
             self.fd = None
-            self.path.unlink(missing_ok=True)
 
 
 def _scratch_error(e: OSError, folder: Path) -> UserError:
@@ -150,24 +156,18 @@ def free_bytes(folder: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-@contextmanager
-def scratch_folder(scratch: str | os.PathLike | None, needed: int) -> Iterator[Path]:
-    """A private folder for one run's scratch files, checked for ``needed`` free bytes first and
-    removed whatever happens (success, error, Ctrl-C)."""
+def scratch_folder(scratch: str | os.PathLike | None, needed: int) -> Path:
+    """The folder for one run's scratch files, checked first: a folder, writable, with ``needed``
+    free bytes. Nothing is left in it after the run: its files are nameless (:class:`DiskStore`)."""
     root = scratch_root(scratch)
     if not root.is_dir():
         raise ScratchError(f"scratch folder {root}: not a folder")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ScratchError(f"scratch folder {root}: not writable (--scratch or ${ENV_SCRATCH} picks another)")
     if needed and free_bytes(root) < needed:
         raise ScratchError(f"scratch folder {root} has {free_bytes(root) / 2**30:.2f} GiB free; this run needs "
                            f"{needed / 2**30:.2f} GiB there (--scratch or ${ENV_SCRATCH} picks another disk)")
-    try:
-        folder = Path(tempfile.mkdtemp(prefix="stylize-scratch-", dir=root))
-    except OSError as e:
-        raise _scratch_error(e, root) from None
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return root
 
 
 class StoreFactory:

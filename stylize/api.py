@@ -97,7 +97,7 @@ def read_styles(styles: list, settings: Settings, role: str | None = "style") ->
         if any(large):
             per_pixel = 4 * np.dtype(STORE_DTYPE).itemsize  # RGB and alpha
             need = sum(per_pixel * h * w for (w, h), big in zip(sizes, large) if big)
-            folder = stack.enter_context(scratch_folder(settings.scratch, need))
+            folder = scratch_folder(settings.scratch, need)
             stores = StoreFactory(folder, STORE_DTYPE, ram_pixels=0)
         images: list[np.ndarray | Store] = []
         for path, big in zip(styles, large):
@@ -163,15 +163,15 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
 def _stylize_streamed(content, st: list, mask, out: Path, size: tuple[int, int], s: Settings,
                       stylizer: Stylizer | None, progress: Progress | None) -> FileResult:
     w, h = size
-    with scratch_folder(s.scratch, scratch_bytes(h, w)) as folder:
-        stores = StoreFactory(folder, STORE_DTYPE, ram_pixels=0 if s.store == "disk" else 4_000_000)
-        rgb, alpha = load_into_store(content, s.output_px, s.max_pixels, stores, role="content",
-                                     max_bytes=s.decode_limit())
-        regions = mask_regions(mask, (w, h), stores) if mask is not None else None
-        t0 = time.perf_counter()
-        stylizer = stylizer or build_stylizer(s)
-        result = stylize_prepared(rgb, st, s, stylizer, progress, True, stores, regions)
-        write_store(out, result.store, alpha, quality=s.quality, bits=s.bits)
+    stores = StoreFactory(scratch_folder(s.scratch, scratch_bytes(h, w)), STORE_DTYPE,
+                          ram_pixels=0 if s.store == "disk" else 4_000_000)
+    rgb, alpha = load_into_store(content, s.output_px, s.max_pixels, stores, role="content",
+                                 max_bytes=s.decode_limit())
+    regions = mask_regions(mask, (w, h), stores) if mask is not None else None
+    t0 = time.perf_counter()
+    stylizer = stylizer or build_stylizer(s)
+    result = stylize_prepared(rgb, st, s, stylizer, progress, True, stores, regions)
+    write_store(out, result.store, alpha, quality=s.quality, bits=s.bits)
     return FileResult(out, (w, h), time.perf_counter() - t0, result.report)
 
 

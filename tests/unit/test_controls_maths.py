@@ -79,9 +79,18 @@ def test_resize_by_strips_is_the_whole_resize(out_hw):
 def test_disk_store_reads_what_ram_store_reads(tmp_path):
     image = RNG.random((3, 37, 53), dtype=np.float32)
     disk = DiskStore(tmp_path, 3, 37, 53, np.float32)
+    assert list(tmp_path.iterdir()) == []  # nameless from the start: nothing a killed run could leave
     disk.write(0, 0, image[:, :20])
     disk.write(20, 0, image[:, 20:])
     for box in (Box(0, 37, 0, 53), Box(-9, 12, -4, 60), Box(30, 45, 40, 53)):
         assert np.array_equal(disk.read(box), RamStore(image).read(box))
     disk.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_store_dropped_unclosed_gives_its_space_back(tmp_path):
+    import os
+
+    fd = DiskStore(tmp_path, 3, 64, 64).fd  # never closed, dropped at once
+    with pytest.raises(OSError):
+        os.fstat(fd)
