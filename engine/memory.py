@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-
+from pathlib import Path
 
 from .errors import UserError
 from .geometry import LevelGeometry
 from .tiles import padded_size, round_up
 
 DEFAULT_CPU_BUDGET = 2 << 30
+# On a host with less memory than that (a small container), the default is this share of it.
+HOST_SHARE = 0.75
 # Allocator slack and transient copies (tile read, crop, centred features) over the
 # layer-width estimate, which alone is within 10% of a measured single-tile peak.
 WORKING_OVERHEAD = 1.5
@@ -63,6 +65,62 @@ def current_rss() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError):
         return 0
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    bytes: int
+    what: str  # "of RAM" (and swap), or "under its container's limit" when a cgroup allows less
+
+
+def host_memory(proc: Path = Path("/proc"), cgroups: Path = Path("/sys/fs/cgroup")) -> HostMemory | None:
+    """The most memory this process can have (Linux): RAM and swap, or its cgroup's limit (v2
+    ``memory.max``, v1 ``memory.limit_in_bytes``, the least along the path) when lower. A
+    budget over it is not a budget: the kernel kills the run part-way, and a killed run cannot
+    remove its scratch files. None where unknown."""
+    try:
+        info = dict(re.findall(r"^(\w+):\s+(\d+) kB", (proc / "meminfo").read_text(), re.M))
+        ram, swap = int(info["MemTotal"]) * 1024, int(info.get("SwapTotal", 0)) * 1024
+        lines = (proc / "self" / "cgroup").read_text().splitlines()
+    except (OSError, KeyError, ValueError):
+        return None
+    limits = []
+    for line in lines:  # "0::/path" (v2) or "4:memory:/path" (v1)
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and (cgroups / "cgroup.controllers").is_file():
+            root, name = cgroups, "memory.max"
+        elif "memory" in controllers.split(","):
+            root, name = cgroups / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        here = Path(path.lstrip("/"))
+        for folder in (here, *here.parents):  # the limit of every ancestor applies too
+            try:
+                limits.append(int((root / folder / name).read_text().strip()))
+            except (OSError, ValueError):  # absent, or "max"
+                pass
+    least = min(limits, default=ram + swap)
+    if least < ram + swap:
+        return HostMemory(least, "under its container's limit")
+    return HostMemory(ram + swap, "of RAM and swap" if swap else "of RAM")
+
+
+def default_cpu_budget() -> int:
+    """``DEFAULT_CPU_BUDGET``, or ``HOST_SHARE`` of the host's memory where that is less."""
+    host = host_memory()
+    return DEFAULT_CPU_BUDGET if host is None else min(DEFAULT_CPU_BUDGET, int(HOST_SHARE * host.bytes))
+
+
+def check_host_budget(budget: int | None) -> None:
+    """A CPU budget the host cannot give is a one-line error before any work, not a run the
+    kernel kills part-way (leaving its scratch files behind)."""
+    host = host_memory() if budget else None
+    if host is not None and budget > host.bytes:
+        fit = int(HOST_SHARE * host.bytes)
+        hint = f"{fit >> 30}G" if fit >= 1 << 30 else f"{fit >> 20}M"
+        raise UserError(f"--max-memory {budget / 2**30:.1f} GiB is more than this machine has "
+                        f"({host.bytes / 2**30:.1f} GiB {host.what}): the system would kill the run part-way; "
+                        f"give less, e.g. --max-memory {hint}")
 
 
 @dataclass(frozen=True)

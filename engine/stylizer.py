@@ -27,7 +27,8 @@ import torch
 from .backend import Backend
 from .color import MODES as COLOR_MODES
 from .color import keep_luminance_of, recolour, rgb_moments_of
-from .memory import DEFAULT_CPU_BUDGET, BudgetTooSmall, LevelPlan, current_rss, parse_size, plan_level
+from .memory import (BudgetTooSmall, LevelPlan, check_host_budget, current_rss, default_cpu_budget, parse_size,
+                     plan_level)
 from .stroke_scale import NATIVE, compose_base, downscale, split_levels, stroke_factor, working_size
 from .regions import Regions, blend_maps, weighted_moments
 from .store import RamStore, Store, StoreFactory
@@ -93,6 +94,8 @@ class Stylizer:
         self.levels = tuple(levels)
         self.tile = tile
         self.max_memory = parse_size(max_memory)
+        if backend.device.type == "cpu":
+            check_host_budget(self.max_memory)
         self.rel_eps = rel_eps
 
     # ----------------------------------------------------------------------------- planning
@@ -100,7 +103,7 @@ class Stylizer:
         if self.backend.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.backend.device)
             return self.max_memory or free
-        return self.max_memory or DEFAULT_CPU_BUDGET
+        return self.max_memory or default_cpu_budget()
 
     def _available(self, image_bytes: int) -> float:
         """Bytes the tiles (and caches) of one level may use."""

@@ -19,7 +19,8 @@ import numpy as np
 
 from stylize.engine.color import MODES as COLOR_MODES
 from stylize.engine.errors import UserError
-from stylize.engine.memory import DEFAULT_CPU_BUDGET, current_rss, parse_size
+from stylize.engine.backend import resolve_device
+from stylize.engine.memory import check_host_budget, current_rss, default_cpu_budget, parse_size
 from stylize.engine.stroke_scale import AUTO, WORKING_LONG_SIDE, parse_stroke_scale
 from stylize.engine.wct import TRANSFORMS
 from stylize.export.registry import BACKENDS, backend_spec
@@ -182,6 +183,8 @@ class Settings:
             backend_spec(self.backend).check(self.device)
         except UserError as e:
             raise SettingsError(f"--backend {self.backend}: {e}") from None
+        if self.memory_bytes and resolve_device(self.device).type == "cpu":
+            check_host_budget(self.memory_bytes)
         if self.half and self.device == "cpu":
             raise SettingsError("--half needs a CUDA device: fp16 convolutions are slow or missing on CPU")
         if self.tile is not None and self.tile < 16:
@@ -214,8 +217,8 @@ class Settings:
 
     @property
     def budget_bytes(self) -> int:
-        """The host memory budget (--max-memory, default 2 GiB)."""
-        return self.memory_bytes or DEFAULT_CPU_BUDGET
+        """The host memory budget (--max-memory; default 2 GiB, less on a host with under 2.7 GiB)."""
+        return self.memory_bytes or default_cpu_budget()
 
     def budget_left(self) -> int:
         """What this process has left of the host budget now (what sizes a style's read)."""

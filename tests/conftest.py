@@ -65,7 +65,7 @@ def cd16x():
     from stylize.api import build_stylizer
     from stylize.settings import Settings
 
-    return build_stylizer(Settings(device="cpu", max_memory="8G"))
+    return build_stylizer(Settings(device="cpu", max_memory="4G"))
 
 
 # Figures a test measured (PSNRs, losses), printed in one section at the end of the run so

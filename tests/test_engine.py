@@ -73,7 +73,7 @@ def test_odd_sizes_are_not_shifted(cd16x):
 def test_uhd_tiled_vs_whole_at_2k(measured):
     content = read_image(SHARED / "images/uhd/green_park_3840x2160.jpg", 2048).rgb
     style = read_image(SHARED / "images/style/wct_in1_2048.jpg", 1024).rgb
-    st = build_stylizer(Settings(device="cpu", max_memory="16G"))
+    st = build_stylizer(Settings(device="cpu", max_memory="4G"))
     result = st.stylize(content, style)
     whole = to_uint8(result.image)
     assert all(p.tile is None for p in result.report.plans)

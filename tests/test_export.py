@@ -93,7 +93,7 @@ def folder(exports) -> str:
 
 def _stylize(backend, name, alpha, tile=None):
     content, style = load_rgb(REFERENCE / f"{name}.content.png"), load_rgb(REFERENCE / f"{name}.style.png")
-    result = Stylizer(backend, tile=tile, max_memory="8G").stylize(content, style, alpha=alpha)
+    result = Stylizer(backend, tile=tile, max_memory="4G").stylize(content, style, alpha=alpha)
     if tile is not None:
         assert any(p.tile == tile for p in result.report.plans), "tiled mode did not tile"
     return to_uint8(result.image)
@@ -189,7 +189,7 @@ def test_fp16_backend_returns_float32_and_stays_close(fp16_exports, ort_cpu):
     assert f.dtype == torch.float32 and backend.decode(5, f).dtype == torch.float32
     name = "face_x_matisse"
     content, style = (load_rgb(REFERENCE / f"{name}.{kind}.png")[:, ::2, ::2].copy() for kind in ("content", "style"))
-    half, full = (to_uint8(Stylizer(be, max_memory="8G").stylize(content, style).image) for be in (backend, ort_cpu))
+    half, full = (to_uint8(Stylizer(be, max_memory="4G").stylize(content, style).image) for be in (backend, ort_cpu))
     got = psnr(half, full)
     assert got >= 40.0, f"fp16 vs fp32 graphs: {got:.2f} dB"
 

@@ -53,6 +53,21 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path):
     assert Image.open(mask).getextrema() == (255, 255)
 
 
+def test_a_budget_over_the_machines_memory_is_one_line_before_any_work(tmp_path, capsys):
+    """--max-memory past RAM and swap (or a container's limit) would be a run the kernel kills
+    part-way, leaving its scratch files; it is refused before any file is read."""
+    from stylize.cli import main
+
+    photo = small_photo(tmp_path / "photo.png")
+    for command in ([photo, STYLE, "-o", tmp_path / "out.png"], ["batch", tmp_path, STYLE, "-o", tmp_path / "outs"]):
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in command] + ["--device", "cpu", "--max-memory", "1000T", "-q"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith("error: --max-memory 1024000.0 GiB is more than this machine has ("), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
 def test_a_link_loop_anywhere_is_one_line(tmp_path):
     photo, style = small_photo(tmp_path / "photo.png"), small_photo(tmp_path / "style.png", (64, 64))
     loop = tmp_path / "loop.png"

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from stylize.engine import memory
+from stylize.engine.errors import UserError
 from stylize.settings import Settings, SettingsError, parse_levels
 
 
@@ -61,11 +63,26 @@ def test_values_from_python_that_the_command_line_could_not_give_are_one_line_er
         Settings(**kwargs)
 
 
-def test_a_budget_the_process_has_spent_leaves_small_decodes_to_the_planners_error():
+def test_a_budget_the_process_has_spent_leaves_small_decodes_to_the_planners_error(monkeypatch):
     """A budget below what the interpreter holds must not refuse a 729x512 JPEG's decode (the
     planner says which budget works); a decode past the floor is checked against what is left."""
     from stylize.settings import DECODE_FLOOR
 
     assert Settings(max_memory="1M").budget_left() == 0
     assert Settings(max_memory="1M").decode_limit() == DECODE_FLOOR
+    monkeypatch.setattr(memory, "host_memory", lambda: memory.HostMemory(1 << 40, "of RAM"))
     assert Settings(max_memory="64G").decode_limit() > 60 << 30
+
+
+def test_a_cpu_budget_over_the_hosts_memory_is_refused_and_the_default_fits_a_small_host(monkeypatch):
+    """A budget the host cannot give would be a run the kernel kills part-way (its scratch files
+    left behind): one line naming what the host has; a 1-GiB container gets a default inside it."""
+    monkeypatch.setattr(memory, "host_memory", lambda: memory.HostMemory(1 << 30, "under its container's limit"))
+    with pytest.raises(UserError, match=r"--max-memory 2\.0 GiB is more than this machine has \(1\.0 GiB under "
+                                        r"its container's limit\).*--max-memory 768M") as e:
+        Settings(max_memory="2G", device="cpu")
+    assert "\n" not in str(e.value)
+    assert Settings(max_memory="1G", device="cpu").budget_bytes == 1 << 30
+    assert Settings(device="cpu").budget_bytes == 768 << 20
+    monkeypatch.setattr(memory, "host_memory", lambda: memory.HostMemory(64 << 30, "of RAM"))
+    assert Settings(device="cpu").budget_bytes == 2 << 30

@@ -43,8 +43,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("transform", ["wct", "adain"])
 def test_tiled_equals_whole(backend, pair, transform):
     content, style = pair
-    whole = Stylizer(backend, max_memory="8G").stylize(content, style, transform=transform)
-    tiled = Stylizer(backend, tile=48, max_memory="8G").stylize(content, style, transform=transform)
+    whole = Stylizer(backend, max_memory="4G").stylize(content, style, transform=transform)
+    tiled = Stylizer(backend, tile=48, max_memory="4G").stylize(content, style, transform=transform)
     assert all(p.tile is None for p in whole.report.plans) and all(p.tile for p in tiled.report.plans)
     assert whole.image.std() > 0.01, "degenerate output: the test would prove nothing"
     assert psnr(tiled.image, whole.image) >= 70.0
@@ -52,13 +52,13 @@ def test_tiled_equals_whole(backend, pair, transform):
 
 def test_recomputed_features_equal_cached(backend, pair, monkeypatch):
     content, style = pair
-    cached = Stylizer(backend, tile=64, max_memory="8G").stylize(content, style)
+    cached = Stylizer(backend, tile=64, max_memory="4G").stylize(content, style)
     import stylize.engine.stylizer as st
 
     real = st.plan_level
     monkeypatch.setattr(st, "plan_level", lambda *a, **k: LevelPlan(**{**real(*a, **k).__dict__,
                                                                         "cache_features": False}))
-    recomputed = Stylizer(backend, tile=64, max_memory="8G").stylize(content, style)
+    recomputed = Stylizer(backend, tile=64, max_memory="4G").stylize(content, style)
     assert not any(p.cache_features for p in recomputed.report.plans)
     assert psnr(recomputed.image, cached.image) >= 70.0
 
@@ -67,8 +67,8 @@ def test_stroke_scale_tiled_equals_whole(backend, pair):
     """Levels 3, 2, 1 (the deep levels would see fewer pixels than channels at this size, a
     rank-deficient covariance no real image has): level 3 at 86x102, levels 2, 1 at full size."""
     content, style = pair
-    whole = Stylizer(backend, levels=(3, 2, 1), max_memory="8G").stylize(content, style, stroke_scale=2)
-    tiled = Stylizer(backend, levels=(3, 2, 1), tile=32, max_memory="8G").stylize(content, style, stroke_scale=2)
+    whole = Stylizer(backend, levels=(3, 2, 1), max_memory="4G").stylize(content, style, stroke_scale=2)
+    tiled = Stylizer(backend, levels=(3, 2, 1), tile=32, max_memory="4G").stylize(content, style, stroke_scale=2)
     assert whole.report.working_size == (86, 102) and whole.report.stroke_factor == 2
     assert any(p.tile for p in tiled.report.plans)
     assert psnr(tiled.image, whole.image) >= 70.0

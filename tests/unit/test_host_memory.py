@@ -1,0 +1,47 @@
+"""Data-free: what the host can give a process, read from files laid out as Linux lays them out
+(/proc/meminfo, /proc/self/cgroup and the cgroup v1 or v2 hierarchy)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from stylize.engine.memory import HostMemory, host_memory
+
+GiB = 1 << 30
+
+
+def _host(tmp_path: Path, cgroup_lines: str, files: dict[str, str], *, ram_kb=16 << 20, swap_kb=0) -> HostMemory | None:
+    proc, fs = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text(f"MemTotal:       {ram_kb} kB\nMemFree:  1000 kB\nSwapTotal:  {swap_kb} kB\n")
+    (proc / "self" / "cgroup").write_text(cgroup_lines)
+    fs.mkdir()
+    for name, text in files.items():
+        (fs / name).parent.mkdir(parents=True, exist_ok=True)
+        (fs / name).write_text(text)
+    return host_memory(proc, fs)
+
+
+def test_without_a_limit_the_host_has_its_ram_and_swap(tmp_path):
+    assert _host(tmp_path, "0::/\n", {}) == HostMemory(16 * GiB, "of RAM")
+    v1_unlimited = {"memory/memory.limit_in_bytes": "9223372036854771712\n"}
+    assert _host(tmp_path / "b", "4:memory:/\n", v1_unlimited, swap_kb=4 << 20) == HostMemory(20 * GiB, "of RAM and swap")
+
+
+def test_a_cgroup_v2_limit_counts_at_its_own_level_and_its_ancestors(tmp_path):
+    files = {"cgroup.controllers": "cpu memory\n", "user.slice/memory.max": "3221225472\n",
+             "user.slice/job/memory.max": "max\n"}
+    assert _host(tmp_path, "0::/user.slice/job\n", files) == HostMemory(3 * GiB, "under its container's limit")
+    files["user.slice/memory.max"] = "max\n"
+    assert _host(tmp_path / "b", "0::/user.slice/job\n", files) == HostMemory(16 * GiB, "of RAM")
+
+
+def test_a_cgroup_v1_memory_limit_is_read_from_the_memory_hierarchy(tmp_path):
+    lines = "9:name=systemd:/\n4:memory:/docker/abc\n0::/\n"  # hybrid: v2 mounted elsewhere
+    files = {"memory/memory.limit_in_bytes": "9223372036854771712\n",
+             "memory/docker/abc/memory.limit_in_bytes": str(2 * GiB)}
+    assert _host(tmp_path, lines, files) == HostMemory(2 * GiB, "under its container's limit")
+
+
+def test_an_unreadable_host_is_unknown(tmp_path):
+    (tmp_path / "proc").mkdir()
+    assert host_memory(tmp_path / "proc", tmp_path) is None
