@@ -69,6 +69,9 @@ def _as_store(image: np.ndarray | Store, role: str) -> Store:
     """An image in RAM or a store, as a store, checked to be (3, H, W): an (H, W, 3) array would
     otherwise reach the first convolution as H channels."""
     store = RamStore(image) if isinstance(image, np.ndarray) else image
+    if not hasattr(store, "shape"):
+        raise TypeError(f"{role}: the engine takes a (3, H, W) float32 array or a store, got {type(image).__name__} "
+                        "(stylize.stylize and stylize.style_statistics read paths, PIL images and tensors)")
     if len(store.shape) != 3 or store.shape[0] != 3 or 0 in store.shape:
         raise ValueError(f"{role}: the engine takes (3, H, W) images, got shape {tuple(store.shape)} "
                          "(stylize.stylize converts other layouts)")

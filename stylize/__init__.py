@@ -18,6 +18,7 @@ import importlib
 
 _EXPORTS = {
     "stylize": "stylize.api", "stylize_file": "stylize.api", "build_stylizer": "stylize.api",
+    "style_statistics": "stylize.api",
     "Settings": "stylize.settings", "Stylized": "stylize.engine.stylizer", "Stylizer": "stylize.engine.stylizer",
     "run_batch": "stylize.batch_runner", "UserError": "stylize.engine.errors",
 }

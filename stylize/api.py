@@ -62,6 +62,16 @@ def stylize(content, style, settings: Settings | None = None, *, stylizer: Styli
     return stylize_prepared(content, styles, s, stylizer, progress, consume_content, stores, regions)
 
 
+def style_statistics(style, settings: Settings | None = None, *, stylizer: Stylizer | None = None,
+                     progress: Progress | None = None) -> StyleStats:
+    """A style's per-level statistics, to pass as the style of many :func:`stylize` calls: the
+    style is read and encoded once. ``style``: anything :func:`stylize` takes as one, sized to
+    ``settings.style_resolution`` as a file is."""
+    s = settings or Settings()
+    image = style if _is_store(style) else as_rgb(style, "style", s.style_px, s.max_pixels, s.decode_limit())
+    return (stylizer or build_stylizer(s)).style_statistics(image, progress)
+
+
 def _is_store(image) -> bool:
     """A :class:`Store` (a protocol: told by its methods), which the engine reads by boxes."""
     return all(hasattr(image, name) for name in ("read", "write", "shape"))

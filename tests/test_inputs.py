@@ -236,6 +236,20 @@ def test_the_python_api_takes_what_pillow_gives_as_the_cli_takes_the_file(tmp_pa
         stylize.stylize(np.asarray(Image.open(content), np.float32), STYLE, settings, stylizer=cd16x)
 
 
+def test_style_statistics_from_a_path_paint_what_the_path_paints(tmp_path, cd16x):
+    """The README's reuse: stylize.style_statistics reads a style as stylize.stylize does (a
+    path, a PIL image), sized by the settings, and its statistics paint the same pixels."""
+    import stylize
+
+    content = small_photo(tmp_path, size=(300, 200))
+    settings = stylize.Settings(resolution=160, style_resolution=128)
+    stats = stylize.style_statistics(STYLE, settings, stylizer=cd16x)
+    assert sorted(stats) == [1, 2, 3, 4, 5]
+    from_path = stylize.stylize(content, STYLE, settings, stylizer=cd16x).image
+    for style in (stats, stylize.style_statistics(Image.open(STYLE), settings, stylizer=cd16x)):
+        assert np.array_equal(stylize.stylize(content, style, settings, stylizer=cd16x).image, from_path)
+
+
 def test_the_engine_names_a_layout_it_does_not_take(cd16x):
     """The engine itself takes (3, H, W) only: an (H, W, 3) array is a ValueError naming the
     shape, not a convolution's complaint about 50 channels."""
@@ -243,6 +257,9 @@ def test_the_engine_names_a_layout_it_does_not_take(cd16x):
         cd16x.style_statistics(np.zeros((50, 60, 3), np.float32))
     with pytest.raises(ValueError, match=r"content: .* got shape \(3, 0, 60\)"):
         cd16x.stylize(np.zeros((3, 0, 60), np.float32), np.zeros((3, 50, 60), np.float32))
+    with pytest.raises(TypeError, match=r"style: the engine takes a \(3, H, W\) float32 array or a store, got str "
+                                        r"\(stylize.stylize and stylize.style_statistics read paths"):
+        cd16x.style_statistics("painting.jpg")
 
 
 def test_the_python_api_names_what_it_was_given_wrongly(tmp_path):
