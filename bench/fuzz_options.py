@@ -36,7 +36,7 @@ VALID = {
     "--levels": ["5,4,3,2,1", "3", "1,2,3", " 4 , 2", "5", "1"], "--transform": ["wct", "adain"],
     "--stroke-scale": ["auto", "native", "2", "1", "100", "1.5"], "--preserve-color": ["off", "luminance", "style"],
     "--mask": ["labels.png", "grey.png", "soft.png"], "--style-res": ["64", "8", "3", "17"],
-    "--tile": ["16", "64", "100", "17", "33", "4096"], "--max-memory": ["2G", "1T", "500M", "1.5G", "600M"],
+    "--tile": ["16", "64", "100", "17", "33", "4096"], "--max-memory": ["2G", "8G", "500M", "1.5G", "600M"],
     "--store": ["auto", "ram", "disk"], "--quality": ["1", "100", "50"], "--bits": ["8", "16"],
     "--device": ["auto", "cpu"], "--backend": ["torch", "onnxruntime"],
 }
@@ -46,7 +46,7 @@ WRONG = {
     "--stroke-scale": ["0.5", "0", "nan", "inf", "x"], "--preserve-color": ["bad", "LUMINANCE"],
     "--style-weights": ["0.7,0.3", "1", "-1,2", "0,0", "nan,1", "1,1,1", "inf,1", "1e308,1e308"],
     "--mask": ["narrow.png", "missing.png", "style1.png"], "--style-res": ["0", "100000", "abc"],
-    "--tile": ["0", "1", "-1"], "--max-memory": ["0", "1K", "abc", "-1G", "50M"], "--store": ["x"],
+    "--tile": ["0", "1", "-1"], "--max-memory": ["0", "1K", "abc", "-1G", "50M", "1T"], "--store": ["x"],
     "--max-pixels": ["10", "1000", "19200", "0", "-1"], "--quality": ["0", "101"], "--bits": ["12"],
     "--device": ["cuda", "cuda:1", "gpu"], "--backend": ["tensorrt", "x"], "--model": ["vgg19", "missing.pt"],
     "--half": [None], "--scratch": ["scratch", "missing", "photo.jpg"],
