@@ -165,18 +165,20 @@ def resized_strips(image: np.ndarray, out_hw: tuple[int, int], kernel: str = "la
 
 def resize_strips(read_rows: Callable[[int, int], np.ndarray], in_hw: tuple[int, int], out_hw: tuple[int, int],
                   write_rows: Callable[[int, np.ndarray], None], kernel: str = "lanczos3",
-                  strip: int | None = None) -> None:
-    """Resize a (C, H, W) image read by rows into one written by rows, ``strip`` rows at a time.
+                  strip: int | None = None, band_bytes: int = BAND_BYTES) -> None:
+    """Resize a (C, H, W) image read by rows into one written by rows, ``strip`` rows at a time
+    (default: as many as keep the input rows a strip spans within ``band_bytes``).
 
     ``read_rows(y0, y1)`` returns input rows ``y0:y1`` as (C, y1 - y0, W_in) float32;
     ``write_rows(y0, block)`` receives output rows as (C, rows, W_out) float32.
     """
-    for y0, block in _strips(read_rows, in_hw, out_hw, kernel, strip):
+    for y0, block in _strips(read_rows, in_hw, out_hw, kernel, strip, band_bytes):
         write_rows(y0, block)
 
 
-def _band_strip(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: str = "lanczos3") -> int:
-    """Output rows per strip (at most 64) whose input rows stay within ``BAND_BYTES``.
+def _band_strip(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: str = "lanczos3",
+                band_bytes: int = BAND_BYTES) -> int:
+    """Output rows per strip (at most 64) whose input rows stay within ``band_bytes``.
 
     A strip of output rows reads its height times the reduction, plus the kernel, in input
     rows at full width: 64 rows of a 40,000-px image reduced 10x span 700 rows, 450 MB of
@@ -184,13 +186,14 @@ def _band_strip(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: str = "
     """
     (h_in, w_in), (h_out, _) = tuple(in_hw), tuple(out_hw)
     scale = max(1.0, h_in / h_out)
-    rows = BAND_BYTES // (4 * 4 * max(1, w_in)) - int(2 * KERNELS[kernel][1] * scale) - 1
+    rows = band_bytes // (4 * 4 * max(1, w_in)) - int(2 * KERNELS[kernel][1] * scale) - 1
     return int(max(1, min(64, rows // scale)))
 
 
-def _strips(read_rows, in_hw, out_hw, kernel: str, strip: int | None) -> Iterator[tuple[int, np.ndarray]]:
+def _strips(read_rows, in_hw, out_hw, kernel: str, strip: int | None,
+            band_bytes: int = BAND_BYTES) -> Iterator[tuple[int, np.ndarray]]:
     (h_in, w_in), (h_out, w_out) = tuple(in_hw), tuple(out_hw)
-    strip = strip or _band_strip(in_hw, out_hw, kernel)
+    strip = strip or _band_strip(in_hw, out_hw, kernel, band_bytes)
     ylo, wy = axis_weights(h_in, h_out, kernel)
     xlo, wx = axis_weights(w_in, w_out, kernel)
     for y0 in range(0, h_out, strip):

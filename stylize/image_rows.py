@@ -28,14 +28,15 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from stylize.engine.resample import ForwardRows, resize_strips
+from stylize.engine.resample import BAND_BYTES, ForwardRows, resize_strips
 
 from .image_guard import ImageError, Limits, describe_error, is_tiff
 from .image_orient import displayed_size, exif_orientation, file_orientation, oriented_writer
-from .pil_decode import decoded, full_scale, has_alpha, pil_bands, pil_errors, pil_header
+from .pil_decode import decode_bytes, decoded, full_scale, has_alpha, pil_bands, pil_errors, pil_header
 from .tiff_read import TiffLayout, segment_grid, tiff_array_bands, tiff_errors, tiff_header
 
 STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
+MIN_BAND = 8 << 20  # the least band of rows a resize spans, however small the budget left
 CHUNK_ROWS = 256  # rows libvips decodes per request
 VIPS_LOADERS = ("jpegload", "pngload")
 
@@ -43,12 +44,14 @@ VIPS_LOADERS = ("jpegload", "pngload")
 class RowReader(ForwardRows):
     """Rows of one image as stored, top to bottom: ``rows(a, b)`` is (C, b - a, W) float32,
     C = 3, or 4 with alpha last, scaled to [0, 1] as a whole read scales them, one band held at
-    a time. ``size`` is the stored (width, height); ``orientation`` the EXIF tag to display it."""
+    a time. ``size`` is the stored (width, height); ``orientation`` the EXIF tag to display it;
+    ``held``: bytes the reader keeps for its whole life (an image Pillow decoded whole)."""
 
     def __init__(self, size: tuple[int, int], has_alpha: bool, blocks: Iterator[np.ndarray], what: str,
-                 orientation: int = 1):
+                 orientation: int = 1, held: int = 0):
         super().__init__(blocks)
         self.size, self.has_alpha, self._what, self.orientation = size, has_alpha, what, orientation
+        self.held = held
 
     @property
     def displayed_size(self) -> tuple[int, int]:
@@ -70,10 +73,31 @@ def open_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int = 0) -> R
     return _vips_rows(f, path, limits, min_pixels) or _pil_rows(f, path, limits, min_pixels)
 
 
-def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int, int, np.ndarray], None]) -> None:
+def rows_size(f: BinaryIO, path: Path, limits: Limits) -> tuple[int, int] | None:
+    """The displayed size of a JPEG or PNG that libvips will decode by rows (past
+    ``STREAM_ABOVE``), its header checked as the read checks it; None where Pillow decodes the
+    file whole, whose cost a probe must then check (:func:`stylize.pil_decode.pil_header`)."""
+    reader = _vips_rows(f, path, limits, STREAM_ABOVE)
+    if reader is None:
+        return None
+    reader.close()
+    return reader.displayed_size
+
+
+def band_bytes(limits: Limits, held: int = 0) -> int:
+    """The input rows one strip of a resize may span: ``BAND_BYTES`` (wide images read fastest
+    in tall bands), less where little of the memory budget is left beside what the reader
+    ``held``. A read holds about four bands (the blocks as decoded, the band joined, the strip
+    at work), so a quarter of that."""
+    return int(min(BAND_BYTES, max(MIN_BAND, (limits.max_bytes - held) // 4)))
+
+
+def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int, int, np.ndarray], None],
+                  band: int = BAND_BYTES) -> None:
     """Resize the reader's image to ``size`` (width, height, as displayed) strip by strip,
     clamped to [0, 1] (Lanczos overshoots): ``write(y, x, block)`` gets (C, rows, cols) float32
-    boxes of the displayed image (rows, or columns where the EXIF orientation turns it)."""
+    boxes of the displayed image (rows, or columns where the EXIF orientation turns it); the
+    strips' input rows stay within ``band`` bytes (:func:`band_bytes`)."""
     w0, h0 = reader.size
     w1, h1 = displayed_size(*size, reader.orientation)  # the target as stored
     put = oriented_writer(write, h1, reader.orientation)
@@ -85,7 +109,7 @@ def resample_rows(reader: RowReader, size: tuple[int, int], write: Callable[[int
         for y0 in range(0, h0, 64):
             clamped(y0, np.array(reader.rows(y0, min(h0, y0 + 64))))
     else:
-        resize_strips(reader.rows, (h0, w0), (h1, w1), clamped)
+        resize_strips(reader.rows, (h0, w0), (h1, w1), clamped, band_bytes=band)
 
 
 def _to_channels(bands: list, peak: float, alpha) -> np.ndarray:
@@ -229,7 +253,8 @@ def _pil_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowRe
     with pil_errors(path):
         orientation = exif_orientation(im)
     im = decoded(im, path)
-    return RowReader(im.size, has_alpha(im), _pil_blocks(im, full_scale(im), path), str(path), orientation)
+    return RowReader(im.size, has_alpha(im), _pil_blocks(im, full_scale(im), path), str(path), orientation,
+                     held=decode_bytes(im))  # the pixels alone: decoded() dropped any decoder's extra
 
 
 def _pil_blocks(im, peak: float, path: Path) -> Iterator[np.ndarray]:

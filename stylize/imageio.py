@@ -31,7 +31,7 @@ from stylize.engine.resample import resize
 
 from .image_guard import ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
 from .image_orient import displayed_size, exif_orientation, file_orientation, orient
-from .image_rows import STREAM_ABOVE, RowReader, open_rows, resample_rows
+from .image_rows import STREAM_ABOVE, RowReader, band_bytes, open_rows, resample_rows, rows_size
 from .pil_decode import decoded, full_scale, pil_bands, pil_errors, pil_header
 from .tiff_read import Bands, tiff_bands, tiff_errors, tiff_header
 
@@ -134,7 +134,8 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
             with tiff_errors(path), tifffile.TiffFile(f) as tf:
                 head = tiff_header(tf, path, limits)
                 size = displayed_size(head.page.imagewidth, head.page.imagelength, head.orientation)
-        else:
+        elif (size := rows_size(f, path, limits)) is None:  # else decoded by rows: no whole decode to afford
+            f.seek(0)
             im = pil_header(f, path, limits)
             orientation = file_orientation(f, im)  # a PNG's without decoding it, as Pillow's getexif would
             size = displayed_size(*im.size, orientation or 1)  # None, unreadable EXIF: read_image will say so
@@ -198,7 +199,7 @@ def _rows_into(f: BinaryIO, path: Path, limits: Limits, long_side: int | None, s
     try:
         size = target_size(*reader.displayed_size, long_side)
         limits.check_pixels(path, *size, "requested output")
-        resample_rows(reader, size, sink(*size, reader.has_alpha))
+        resample_rows(reader, size, sink(*size, reader.has_alpha), band_bytes(limits, reader.held))
     finally:
         reader.close()
     return True

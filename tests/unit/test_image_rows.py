@@ -263,3 +263,36 @@ def test_a_png_is_probed_and_its_orientation_read_without_decoding_it(tmp_path, 
     assert probe_image(plain) == (457, 301) and probe_image(after) == (301, 457)
     got = []
     assert read_by_rows(after, 200, 10**9, _into_ram(got)) and got[0].size == (132, 200)
+
+
+def test_a_file_decoded_by_rows_is_not_charged_a_whole_decode(tmp_path, monkeypatch):
+    """A JPEG or PNG past STREAM_ABOVE is decoded by rows (libvips): a budget that could not hold
+    it decoded whole must not refuse it at the probe (a 96-MP JPEG under --max-memory 600M was),
+    and its read gives the pixels a read without a budget gives. A BMP, decoded whole, is charged."""
+    pytest.importorskip("pyvips", reason="libvips decodes JPEG and PNG by rows (pyvips, pyvips-binary: dependencies)")
+    import stylize.image_rows as image_rows
+    import stylize.imageio as imageio
+
+    monkeypatch.setattr(image_rows, "STREAM_ABOVE", 100_000)
+    monkeypatch.setattr(imageio, "STREAM_ABOVE", 100_000)
+    a = np.tile(_pixels()[..., :3], (2, 2, 1))  # 914x602: 550,228 pixels, 2.1 MiB decoded whole
+    for name in ("x.jpg", "x.png", "x.bmp"):
+        Image.fromarray(a).save(tmp_path / name)
+    budget = 1 << 20
+    for name in ("x.jpg", "x.png"):
+        assert probe_image(tmp_path / name, max_bytes=budget) == (914, 602)
+        got = read_image(tmp_path / name, 300, max_bytes=budget).rgb
+        assert np.array_equal(got, read_image(tmp_path / name, 300).rgb)
+    with pytest.raises(ImageError, match="takes 2.1 MiB, over the 1.0 MiB left of the memory budget"):
+        probe_image(tmp_path / "x.bmp", max_bytes=budget)
+
+
+def test_the_band_a_read_resizes_in_is_a_quarter_of_the_memory_left():
+    from stylize.engine.resample import BAND_BYTES
+    from stylize.image_guard import Limits
+    from stylize.image_rows import MIN_BAND, band_bytes
+
+    assert band_bytes(Limits.of(10**9, None, 1)) == BAND_BYTES  # no budget: --max-pixels' limit
+    assert band_bytes(Limits.of(10**9, 2 << 30, 1)) == BAND_BYTES
+    assert band_bytes(Limits.of(10**9, 200 << 20, 1)) == 50 << 20
+    assert band_bytes(Limits.of(10**9, 1 << 20, 1)) == MIN_BAND
