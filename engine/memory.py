@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import UserError
@@ -73,11 +74,13 @@ class HostMemory:
     what: str  # "of RAM" (and swap), or "under its container's limit" when a cgroup allows less
 
 
+@lru_cache(maxsize=8)  # read once per process: every default budget and every read's limit asks
 def host_memory(proc: Path = Path("/proc"), cgroups: Path = Path("/sys/fs/cgroup")) -> HostMemory | None:
     """The most memory this process can have (Linux): RAM and swap, or its cgroup's limit (v2
     ``memory.max``, v1 ``memory.limit_in_bytes``, the least along the path) when lower. A
     budget over it is not a budget: the kernel kills the run part-way, and a killed run cannot
-    remove its scratch files. None where unknown."""
+    remove its scratch files. None where unknown. Cached: a limit changed under a running
+    process is not seen until the next run."""
     try:
         info = dict(re.findall(r"^(\w+):\s+(\d+) kB", (proc / "meminfo").read_text(), re.M))
         ram, swap = int(info["MemTotal"]) * 1024, int(info.get("SwapTotal", 0)) * 1024
