@@ -43,10 +43,13 @@ class ChildResult:
         return self.peak_rss_bytes / 2**30
 
 
-def run_child(command: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> ChildResult:
-    """Run ``command`` and return its wall time and its own peak RSS (``wait4`` rusage)."""
-    env = tuned_environ(env)
-    env["STYLIZE_NO_REEXEC"] = "1"  # the tunable is already set: measure this very process
+def run_child(command: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
+              tuned: bool = True) -> ChildResult:
+    """Run ``command`` and return its wall time and its own peak RSS (``wait4`` rusage).
+    ``tuned``: with the command line's allocator settings (:mod:`stylize.allocator`); without
+    them, as a program that imports the library runs."""
+    env = tuned_environ(env) if tuned else dict(os.environ if env is None else env)
+    env["STYLIZE_NO_REEXEC"] = "1"  # set or deliberately not: measure this very process
     with tempfile.TemporaryFile("w+") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -64,7 +67,7 @@ def run_child(command: list[str], env: dict[str, str] | None = None, timeout: fl
     return ChildResult(command, proc.returncode, wall, usage.ru_maxrss * 1024, tail, killed.is_set())
 
 
-def call_child(function, *args, timeout: float | None = None) -> ChildResult:
+def call_child(function, *args, timeout: float | None = None, tuned: bool = True) -> ChildResult:
     """Call a module-level ``function`` with ``args`` in a child process, measured as a command:
     making a bench's inputs (a gigapixel TIFF, a 200-MP JPEG) must not count in any peak of the
     bench itself. Arguments travel as JSON, a Path as its string: the function takes either."""
@@ -74,7 +77,8 @@ def call_child(function, *args, timeout: float | None = None) -> ChildResult:
     code = ("import importlib, json, sys; module, name = sys.argv[1].split(':'); "
             "getattr(importlib.import_module(module), name)(*json.loads(sys.argv[2]))")
     given = json.dumps([str(a) if isinstance(a, Path) else a for a in args])
-    return run_child([sys.executable, "-c", code, f"{module}:{function.__qualname__}", given], timeout=timeout)
+    return run_child([sys.executable, "-c", code, f"{module}:{function.__qualname__}", given], timeout=timeout,
+                     tuned=tuned)
 
 
 def psnr_db(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:

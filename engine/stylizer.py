@@ -27,12 +27,12 @@ import torch
 from .backend import Backend
 from .color import MODES as COLOR_MODES
 from .color import keep_luminance_of, recolour, rgb_moments_of
-from .memory import (BudgetTooSmall, LevelPlan, check_host_budget, current_rss, default_cpu_budget, parse_size,
-                     plan_level)
+from .memory import (BudgetTooSmall, LevelPlan, check_host_budget, default_cpu_budget, held_bytes, parse_size,
+                     plan_level, settle, working_bytes)
 from .stroke_scale import NATIVE, compose_base, downscale, split_levels, stroke_factor, working_size
 from .regions import Regions, blend_maps, weighted_moments
 from .store import RamStore, Store, StoreFactory
-from .tiles import Box, plan_tiles, tiled_map
+from .tiles import Box, Tile, plan_tiles, tiled_map
 from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, mix_affine, tile_moments
 
 # A share of the budget kept free of tiles: allocator slack and the transient strips of resizing
@@ -63,6 +63,12 @@ class Stylized:
     image: np.ndarray | None
     report: RunReport
     store: Store | None = None
+
+
+def ram_bytes(*images) -> int:
+    """Bytes of the given images (arrays, stores, statistics, None) that live in RAM."""
+    arrays = [x.array if isinstance(x, RamStore) else x for x in images]
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
 
 def _as_store(image: np.ndarray | Store, role: str) -> Store:
@@ -108,16 +114,26 @@ class Stylizer:
             return self.max_memory or free
         return self.max_memory or default_cpu_budget()
 
-    def _available(self, image_bytes: int) -> float:
-        """Bytes the tiles (and caches) of one level may use."""
+    def _available(self, image_bytes: int, held: int = 0) -> float:
+        """Bytes the tiles (and caches) of one level may use, beside ``image_bytes`` of buffers
+        still to be made and ``held`` bytes of images the process holds (see
+        :func:`engine.memory.held_bytes`: the plan is a function of the run, not of the moment)."""
         if self.backend.device.type == "cuda":
             return 0.8 * self._budget()
-        return (1 - SAFETY) * self._budget() - current_rss() - image_bytes
+        return (1 - SAFETY) * self._budget() - held_bytes(held) - image_bytes
+
+    def _between_tiles(self, level: int, done: Tile) -> None:
+        """On the CPU, before the next tile (sized as ``done``): leave it the room the plan gave
+        it under the budget, handing freed heap back if the process holds more than planned."""
+        if self.backend.device.type == "cpu":
+            need = working_bytes(self.backend.geometry(level), done.read.height, done.read.width)
+            settle((1 - SAFETY) * self._budget() - need)
 
     def plan(self, height: int, width: int, extra_buffers: int = 1,
-             levels: tuple[int, ...] | None = None) -> list[LevelPlan]:
-        """The per-level plan for an image, given how many more image buffers in RAM it needs."""
-        available = self._available(extra_buffers * 3 * height * width * 4)
+             levels: tuple[int, ...] | None = None, held: int = 0) -> list[LevelPlan]:
+        """The per-level plan for an image, given how many more image buffers in RAM it needs
+        and how many bytes of images the process holds already (the content, when in RAM)."""
+        available = self._available(extra_buffers * 3 * height * width * 4, held)
         return self._plan_levels(height, width, available, self.tile, self.levels if levels is None else levels)
 
     def _plan_levels(self, height: int, width: int, available: float, tile: int | None,
@@ -161,6 +177,9 @@ class Stylizer:
             if cache is not None:
                 c = t.core.scale(1 / g.stride)
                 cache[:, :, c.y0:c.y1, c.x0:c.x1] = f
+            del f, counted
+            if i + 1 < len(tiles):
+                self._between_tiles(level, t)
             if progress:
                 progress(level, phase, i + 1, len(tiles))
         return per_region if regions is not None else moments
@@ -169,7 +188,8 @@ class Stylizer:
         device = self.backend.device
         return lambda box: torch.from_numpy(image.read(box))[None].to(device)
 
-    def style_statistics(self, style: np.ndarray | Store, progress: Progress | None = None) -> StyleStats:
+    def style_statistics(self, style: np.ndarray | Store, progress: Progress | None = None,
+                         held: int = 0) -> StyleStats:
         """Per-level style moments: they depend on the style alone, so batches reuse them.
 
         Taken over exactly the features a whole-image pass of the style has, as the paper
@@ -177,13 +197,15 @@ class Stylizer:
         features for its trailing pixels. When the whole style fits, it is encoded unpadded in
         one piece (exactly the paper's features); a style too large for that is tiled over its
         reflect-padded extent and only the whole-pass feature grid is counted. ``style`` may be
-        a store: a painting scanned at 16K is read tile by tile from a scratch file.
+        a store: a painting scanned at 16K is read tile by tile from a scratch file. ``held``:
+        bytes of other images the process holds (:meth:`stylize` passes its content's).
         """
         source = _as_store(style, "style")
         _, h, w = source.shape
         stats = {}
         # A forced --tile is for the content: a style that fits is encoded whole.
-        for p in self._plan_levels(h, w, self._available(0), None, self.levels, "the style"):
+        for p in self._plan_levels(h, w, self._available(0, held + ram_bytes(source)), None, self.levels,
+                                   "the style"):
             g = self.backend.geometry(p.level)
             valid = (h // g.stride, w // g.stride)
             if min(valid) < 2:  # too small to reflect-pad at the deepest layer: use the padded image
@@ -240,7 +262,8 @@ class Stylizer:
                 raise ValueError("preserve_color='style' recolours the style image: pass images, not statistics")
             photo = rgb_moments_of(source)
             styles = [recolour(st, photo, self.rel_eps, stores if stores.on_disk else None) for st in styles]
-        mix = [(w, st if isinstance(st, dict) else self.style_statistics(st, progress))
+        held = ram_bytes(source, *styles, regions.weights if regions is not None else None)
+        mix = [(w, st if isinstance(st, dict) else self.style_statistics(st, progress, held - ram_bytes(st)))
                for w, st in zip(weights, styles) if w > 0 or regions is not None]
         keep = preserve_color == "luminance"
         consume_content = consume_content and not keep  # the photo's chroma is needed at the end
@@ -252,9 +275,10 @@ class Stylizer:
         ram = 0 if stores.on_disk else (1 if consume_content else 2)  # image buffers the levels add in RAM
         if staged:
             report.working_size = working_size(h, w, factor)
-            plans = (self.plan(*report.working_size, 2, coarse), self.plan(h, w, ram, fine) if fine else [])
+            plans = (self.plan(*report.working_size, 2, coarse, held),
+                     self.plan(h, w, ram, fine, held) if fine else [])
         else:
-            plans = (self.plan(h, w, ram),)
+            plans = (self.plan(h, w, ram, held=held),)
         report.plans = [p for stage in plans for p in stage]  # all planned before any compute
 
         def run(image: Store, stage: list[LevelPlan], consume: bool, make, where: Regions | None) -> Store:
@@ -322,6 +346,9 @@ class Stylizer:
             core = t.core.clip(h, w)
             if core.height > 0 and core.width > 0:
                 dst.write(core.y0, core.x0, y[0, :, :core.height, :core.width].cpu().numpy())
+            del y
+            if i + 1 < len(tiles):
+                self._between_tiles(level, t)
             if progress:
                 progress(level, "render", i + 1, len(tiles))
         return len(tiles)

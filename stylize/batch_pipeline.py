@@ -3,7 +3,8 @@ encodes the previous result while the engine computes the current one.
 
 Both are bounded by a semaphore of one slot, so at most one decoded photo waits and one
 result is being written: memory stays at a few image buffers however large the folder, and
-the engine's memory planner (which measures the process) sees them. Only the main thread
+the engine's memory planner (which charges the process its RSS when that is over its
+fixed charge) sees them. Only the main thread
 computes and only it receives Ctrl-C; the writer always finishes the file it is on (writes
 are atomic), so an interrupt can never leave a partial image.
 """

@@ -153,3 +153,17 @@ def test_formats_bench_makes_its_inputs_in_a_child_and_measures_each_format(tmp_
     assert [r["format"] for r in rows if r["returncode"] == 0] == ["png", "gif"], rows
     assert all(r["peak_rss_gib"] > 0.05 and r["pillow_floats_peak_rss_gib"] > 0.01 for r in rows), rows
     assert json.loads((tmp_path / "formats_memory.json").read_text())["rows"] == rows
+
+
+def test_api_memory_bench_runs_the_api_with_both_allocators_and_they_write_the_same_bytes(tmp_path):
+    """``python -m stylize.bench.api_memory`` end to end at a small size: the API in a child with
+    glibc as imported and with the command line's settings. Their RSS differs by ~150 MiB, and
+    the plan (here the 2048-px style's tiles) must not: the two outputs are the same bytes."""
+    proc = subprocess.run([sys.executable, "-m", "stylize.bench.api_memory", "--res", "600", "--max-memory", "700M",
+                           "--held", "0", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["allocator"] for r in rows] == ["as imported", "command line's"], rows
+    assert all(r["returncode"] == 0 and r["peak_rss_mib"] > 100 for r in rows), rows
+    assert rows[0]["tiles"] == rows[1]["tiles"] and rows[0]["sha256"] == rows[1]["sha256"], rows
+    assert json.loads((tmp_path / "api_memory.json").read_text())["rows"] == rows

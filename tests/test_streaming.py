@@ -3,6 +3,7 @@ and budgets or disks too small are one-line errors before any compute."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -166,3 +167,33 @@ def test_a_style_too_large_for_ram_is_read_into_a_scratch_file_with_the_same_out
     assert [a[1:4] for a in made] == [(3, 240, 320)] + recoloured  # the style, at --style-res, and nothing else
     assert np.array_equal(np.asarray(Image.open(tmp_path / "ram.png")), np.asarray(Image.open(tmp_path / "disk.png")))
     assert list((tmp_path / "scratch").iterdir()) == []
+
+
+RUN_BESIDE = """
+import json, sys
+import numpy as np
+ballast = np.ones(int(sys.argv[1]) << 20, np.uint8)  # the caller's own memory, not given to the engine
+from stylize import Settings, stylize_file
+result = stylize_file(sys.argv[2], sys.argv[3], sys.argv[4],
+                      Settings(resolution="1400", max_memory="1G", stroke_scale="native", device="cpu"))
+print(json.dumps([p.tile for p in result.report.plans]))
+"""
+
+
+def test_a_run_plans_the_same_tiles_and_bytes_whatever_small_memory_its_process_holds_and_less_beside_more(tmp_path):
+    """The tile side decides the last bit of the output, so a plan made from the RSS of the
+    moment made the same command write different bytes (two 8K runs 7 MiB apart planned 1616
+    and 1613 px tiles). The plan charges a fixed runtime instead; only a process holding more
+    than that (here 300 MiB of its own) plans smaller tiles, so the budget still holds."""
+    def run(ballast: int) -> tuple[list, bytes]:
+        out = tmp_path / f"beside{ballast}.png"
+        r = subprocess.run([sys.executable, "-c", RUN_BESIDE, str(ballast), PHOTO, STYLE, out],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout), out.read_bytes()
+
+    lean, lean_bytes = run(0)
+    assert any(lean), f"the case must tile: {lean}"
+    assert run(48) == (lean, lean_bytes)
+    heavy, _ = run(300)
+    assert all(h is not None and (t is None or h < t) for h, t in zip(heavy, lean)), (heavy, lean)

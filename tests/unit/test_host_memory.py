@@ -1,10 +1,12 @@
 """Data-free: what the host can give a process, read from files laid out as Linux lays them out
-(/proc/meminfo, /proc/self/cgroup and the cgroup v1 or v2 hierarchy)."""
+(/proc/meminfo, /proc/self/cgroup and the cgroup v1 or v2 hierarchy), and what a plan charges
+the process for what it holds."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from stylize.engine.memory import HostMemory, host_memory
+import stylize.engine.memory as memory
+from stylize.engine.memory import RSS_STEP, RUNTIME_BYTES, HostMemory, held_bytes, host_memory, settle
 
 GiB = 1 << 30
 
@@ -45,3 +47,32 @@ def test_a_cgroup_v1_memory_limit_is_read_from_the_memory_hierarchy(tmp_path):
 def test_an_unreadable_host_is_unknown(tmp_path):
     (tmp_path / "proc").mkdir()
     assert host_memory(tmp_path / "proc", tmp_path) is None
+
+
+def _fake_process(monkeypatch, rss: list[int]) -> list[int]:
+    """RSS reads from ``rss`` in turn (the last one repeats); returns the list of trims made."""
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "current_rss", lambda: rss[min(len(trims), len(rss) - 1)])
+    monkeypatch.setattr(memory, "release_free_heap", lambda: trims.append(1) or True)
+    return trims
+
+
+def test_a_lean_process_is_charged_the_same_fixed_runtime_whatever_its_rss(monkeypatch):
+    for rss in (0, 250 << 20, RUNTIME_BYTES + (40 << 20)):
+        trims = _fake_process(monkeypatch, [rss])
+        assert held_bytes(40 << 20) == RUNTIME_BYTES + (40 << 20) and not trims
+
+
+def test_a_process_holding_more_is_charged_its_rss_after_a_trim_rounded_up(monkeypatch):
+    trims = _fake_process(monkeypatch, [900 << 20, (700 << 20) + 1])
+    assert held_bytes(0) == 704 << 20 and held_bytes(0) % RSS_STEP == 0 and trims == [1, 1]
+    trims = _fake_process(monkeypatch, [900 << 20, 100 << 20])  # freed heap only: the charge again
+    assert held_bytes(0) == RUNTIME_BYTES and trims == [1]
+
+
+def test_the_heap_is_trimmed_between_tiles_only_when_over_the_ceiling(monkeypatch):
+    trims = _fake_process(monkeypatch, [500])
+    settle(1000)
+    assert not trims
+    settle(400)
+    assert trims == [1]
