@@ -75,19 +75,23 @@ def current_rss() -> int:
         return 0
 
 
-def held_bytes(resident: int = 0) -> int:
+def held_bytes(resident: int = 0, measured: bool = False) -> int:
     """What the process holds when a plan is made: ``RUNTIME_BYTES`` plus the ``resident``
     bytes of images it is known to hold, or its RSS (rounded up to ``RSS_STEP``) when that is
-    more (a caller's own arrays, a batch's next photo).
+    more (a caller's own arrays, a batch's next photo). ``measured``: its RSS as it is, for a
+    budget too tight for the charge.
 
     A charge, not a measurement, so the same run plans the same tiles every time: the tile
     side decides the last bit of the output (two 8K runs whose RSS differed by 7 MiB planned
     1616 and 1613 px tiles and differed by 1/255 on 0.06% of the pixels). RSS still bounds it,
-    so the budget holds whatever else the process keeps."""
+    so the budget holds whatever else the process keeps. RSS is read after the freed heap is
+    handed back, so that it counts what is held."""
     charge = RUNTIME_BYTES + resident
     rss = current_rss()
-    if rss > charge and release_free_heap():
+    if (measured or rss > charge) and release_free_heap():
         rss = current_rss()
+    if measured:
+        return rss
     return charge if rss <= charge else round_up(rss, RSS_STEP)
 
 

@@ -114,13 +114,14 @@ class Stylizer:
             return self.max_memory or free
         return self.max_memory or default_cpu_budget()
 
-    def _available(self, image_bytes: int, held: int = 0) -> float:
+    def _available(self, image_bytes: int, held: int = 0, measured: bool = False) -> float:
         """Bytes the tiles (and caches) of one level may use, beside ``image_bytes`` of buffers
         still to be made and ``held`` bytes of images the process holds (see
-        :func:`engine.memory.held_bytes`: the plan is a function of the run, not of the moment)."""
+        :func:`engine.memory.held_bytes`: the plan is a function of the run, not of the moment;
+        ``measured``: of the process's RSS now)."""
         if self.backend.device.type == "cuda":
             return 0.8 * self._budget()
-        return (1 - SAFETY) * self._budget() - held_bytes(held) - image_bytes
+        return (1 - SAFETY) * self._budget() - held_bytes(held, measured) - image_bytes
 
     def _between_tiles(self, level: int, done: Tile) -> None:
         """On the CPU, before the next tile (sized as ``done``): leave it the room the plan gave
@@ -133,21 +134,31 @@ class Stylizer:
              levels: tuple[int, ...] | None = None, held: int = 0) -> list[LevelPlan]:
         """The per-level plan for an image, given how many more image buffers in RAM it needs
         and how many bytes of images the process holds already (the content, when in RAM)."""
-        available = self._available(extra_buffers * 3 * height * width * 4, held)
-        return self._plan_levels(height, width, available, self.tile, self.levels if levels is None else levels)
+        return self._plan_levels(height, width, extra_buffers * 3 * height * width * 4, held, self.tile,
+                                 self.levels if levels is None else levels)
 
-    def _plan_levels(self, height: int, width: int, available: float, tile: int | None,
+    def _plan_levels(self, height: int, width: int, image_bytes: int, held: int, tile: int | None,
                      levels: tuple[int, ...], what: str = "the content") -> list[LevelPlan]:
-        try:
+        """Planned with the fixed charge; a budget too tight for that is planned from the RSS
+        measured now (so the charge never raises the least budget that works; such a plan may
+        differ from run to run), and one too tight for that too is a one-line error naming the
+        least budget."""
+        def plan(available: float) -> list[LevelPlan]:
             return [plan_level(self.backend.geometry(k), height, width, available, tile) for k in levels]
-        except BudgetTooSmall as e:
-            budget = self._budget()
-            share = 0.8 if self.backend.device.type == "cuda" else 1 - SAFETY  # of the budget tiles may use
-            least = math.ceil((share * budget + e.short) / share / 2**20)
-            given = (f"{budget / 2**30:.2f} GiB" if budget >= 2**30 else f"{budget / 2**20:.0f} MiB"
-                     if budget >= 2**20 else f"{budget:,} bytes")
-            raise BudgetTooSmall(f"--max-memory {given} is too small for {what}: {e}; the least budget that "
-                                 f"works here is {least} MiB (e.g. --max-memory {least}M)", e.short) from None
+
+        error = None
+        for measured in (False, True) if self.backend.device.type == "cpu" else (False,):
+            try:
+                return plan(self._available(image_bytes, held, measured))
+            except BudgetTooSmall as e:
+                error = e
+        budget = self._budget()
+        share = 0.8 if self.backend.device.type == "cuda" else 1 - SAFETY  # of the budget tiles may use
+        least = math.ceil((share * budget + error.short) / share / 2**20)
+        given = (f"{budget / 2**30:.2f} GiB" if budget >= 2**30 else f"{budget / 2**20:.0f} MiB"
+                 if budget >= 2**20 else f"{budget:,} bytes")
+        raise BudgetTooSmall(f"--max-memory {given} is too small for {what}: {error}; the least budget that "
+                             f"works here is {least} MiB (e.g. --max-memory {least}M)", error.short) from None
 
     # ----------------------------------------------------------------------------- passes
     def _moments(self, level: int, image: Store, plan: LevelPlan, progress: Progress | None,
@@ -204,8 +215,7 @@ class Stylizer:
         _, h, w = source.shape
         stats = {}
         # A forced --tile is for the content: a style that fits is encoded whole.
-        for p in self._plan_levels(h, w, self._available(0, held + ram_bytes(source)), None, self.levels,
-                                   "the style"):
+        for p in self._plan_levels(h, w, 0, held + ram_bytes(source), None, self.levels, "the style"):
             g = self.backend.geometry(p.level)
             valid = (h // g.stride, w // g.stride)
             if min(valid) < 2:  # too small to reflect-pad at the deepest layer: use the padded image

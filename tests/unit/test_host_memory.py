@@ -70,6 +70,11 @@ def test_a_process_holding_more_is_charged_its_rss_after_a_trim_rounded_up(monke
     assert held_bytes(0) == RUNTIME_BYTES and trims == [1]
 
 
+def test_a_budget_too_tight_for_the_charge_is_planned_from_the_rss_as_measured(monkeypatch):
+    trims = _fake_process(monkeypatch, [300 << 20, (290 << 20) + 5])
+    assert held_bytes(40 << 20, measured=True) == (290 << 20) + 5 and trims == [1]
+
+
 def test_the_heap_is_trimmed_between_tiles_only_when_over_the_ceiling(monkeypatch):
     trims = _fake_process(monkeypatch, [500])
     settle(1000)
