@@ -235,7 +235,7 @@ class Stylizer:
                 transform: str = "wct", stroke_scale: str | float = NATIVE,
                 style_weights: Sequence[float] | None = None, preserve_color: str = "off",
                 regions: Regions | None = None, progress: Progress | None = None, consume_content: bool = False,
-                stores: StoreFactory | None = None) -> Stylized:
+                stores: StoreFactory | None = None, held: int = 0) -> Stylized:
         """Stylize a (3, H, W) float32 image in [0, 1] (an array, or a store for images that do
         not fit in RAM); see :class:`Stylized` for the result.
 
@@ -249,7 +249,9 @@ class Stylizer:
         styles' maps (each is affine, so the mix is one affine map). ``preserve_color`` keeps the
         photo's colours: ``luminance`` or ``style`` (see :mod:`stylize.engine.color`).
         ``regions`` paints each region of a mask with its own style, or none
-        (:mod:`stylize.engine.regions`); ``style_weights`` then do not apply.
+        (:mod:`stylize.engine.regions`); ``style_weights`` then do not apply. ``held``: bytes of
+        other images the process holds, or will while this runs (a batch's next photo and last
+        result), which the plan leaves room for.
         """
         if transform not in TRANSFORMS:
             raise ValueError(f"unknown transform '{transform}': choose {', '.join(TRANSFORMS)}")
@@ -272,7 +274,7 @@ class Stylizer:
                 raise ValueError("preserve_color='style' recolours the style image: pass images, not statistics")
             photo = rgb_moments_of(source)
             styles = [recolour(st, photo, self.rel_eps, stores if stores.on_disk else None) for st in styles]
-        held = ram_bytes(source, *styles, regions.weights if regions is not None else None)
+        held += ram_bytes(source, *styles, regions.weights if regions is not None else None)
         mix = [(w, st if isinstance(st, dict) else self.style_statistics(st, progress, held - ram_bytes(st)))
                for w, st in zip(weights, styles) if w > 0 or regions is not None]
         keep = preserve_color == "luminance"

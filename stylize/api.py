@@ -79,13 +79,14 @@ def _is_store(image) -> bool:
 
 def stylize_prepared(content: np.ndarray | Store, styles: list, s: Settings, stylizer: Stylizer | None,
                      progress: Progress | None, consume_content: bool, stores: StoreFactory | None = None,
-                     regions: Regions | None = None) -> Stylized:
+                     regions: Regions | None = None, held: int = 0) -> Stylized:
     """:func:`stylize` on inputs already (3, H, W) float32 in [0, 1] at their sizes, or stores,
-    or statistics: what the file paths and the batch have read themselves, not checked again."""
+    or statistics: what the file paths and the batch have read themselves, not checked again.
+    ``held``: bytes of images the caller holds beside these (see :meth:`Stylizer.stylize`)."""
     stylizer = stylizer or build_stylizer(s)
     return stylizer.stylize(content, styles, alpha=s.alpha, transform=s.transform, stroke_scale=s.stroke_scale,
                             style_weights=s.style_weights, preserve_color=s.preserve_color, regions=regions,
-                            progress=progress, consume_content=consume_content, stores=stores)
+                            progress=progress, consume_content=consume_content, stores=stores, held=held)
 
 
 STYLE_RAM_SHARE = 0.25  # a style image in RAM may take this share of the budget left; a larger one goes to a scratch file

@@ -87,7 +87,7 @@ class PairWorker:
         results = _Collect()
         shared = dict(zip([p.output for p in group], styles))
 
-        def style_of(pair: Pair, stylizer) -> tuple[object, float]:
+        def style_of(pair: Pair, stylizer, held: int) -> tuple[object, float]:
             stats, error = shared[pair.output]
             if error is not None:
                 raise ImageError(error)

@@ -50,8 +50,9 @@ class StyleCache:
         self._ready: dict[Path, object] = {}
         self._errors: dict[Path, str] = {}
 
-    def get(self, style: Path, stylizer: Stylizer) -> tuple[object, float]:
-        """(statistics or image, seconds spent now); raises ImageError for a style that cannot be used."""
+    def get(self, style: Path, stylizer: Stylizer, held: int = 0) -> tuple[object, float]:
+        """(statistics or image, seconds spent now); raises ImageError for a style that cannot be used.
+        ``held``: bytes of images the batch holds meanwhile (its photo, the I/O threads' buffers)."""
         if style in self._errors:
             raise ImageError(self._errors[style])
         if style in self._ready:
@@ -60,7 +61,7 @@ class StyleCache:
         try:
             if self.cache:  # a style too large for RAM is read into a scratch file for this
                 with read_styles([style], self.opts, role=None) as (image,):
-                    self._ready[style] = stylizer.style_statistics(image)
+                    self._ready[style] = stylizer.style_statistics(image, held=held)
             else:
                 self._ready[style] = read_image(style, self.opts.style_px, self.opts.max_pixels,
                                                 max_bytes=self.opts.decode_limit()).rgb
@@ -193,7 +194,8 @@ class Batch:
         interrupted = False
         try:
             for loaded in reader:
-                stylize_group(self, loaded, lambda pair, st: styles.get(pair.style, st), report, writer, on_start)
+                stylize_group(self, loaded, lambda pair, st, held: styles.get(pair.style, st, held), report, writer,
+                              on_start)
                 loaded = None
         except KeyboardInterrupt:
             interrupted = True
@@ -217,11 +219,11 @@ def run_batch(photos_dir: str | os.PathLike, styles: str | os.PathLike | list, o
     return Batch(photos_dir, styles, out_dir, opts, **kwargs).run(on_result=on_result)
 
 
-def stylize_group(batch: Batch, loaded, style_of: Callable[[Pair, Stylizer], tuple[object, float]],
+def stylize_group(batch: Batch, loaded, style_of: Callable[[Pair, Stylizer, int], tuple[object, float]],
                   report, writer, on_start: Callable[[Pair], None] | None = None) -> None:
     """One photo's pairs (``loaded``: what the reader made of ``loaded.key``, the group): a photo
     that could not be read fails all its pairs; otherwise each pair is stylized with
-    ``style_of(pair, stylizer)`` → (statistics, seconds spent) and handed to ``writer``, or its
+    ``style_of(pair, stylizer, held)`` → (statistics, seconds spent) and handed to ``writer``, or its
     failure to ``report``. The body of the local loop, kept in one place so that
     :mod:`stylize.batch_ray` workers compute exactly what the local batch computes (the loop in
     :meth:`Batch._compute` is its twin and can call it)."""
@@ -240,12 +242,14 @@ def stylize_group(batch: Batch, loaded, style_of: Callable[[Pair, Stylizer], tup
             _stylize_streamed(batch, image, pair, stylizer, result, report)
             continue
         try:
-            style, result.style_seconds = style_of(pair, stylizer)
+            pipeline = pipeline_bytes(batch, image)
+            style, result.style_seconds = style_of(pair, stylizer, pipeline + image.rgb.nbytes)
             last = i == len(group) - 1
             content = image.rgb if last else image.rgb.copy()
             regions = batch.regions_for(pair.photo, image.size)
             t = time.perf_counter()
-            rgb = stylize_prepared(content, [style], batch.opts, stylizer, None, True, regions=regions).image
+            rgb = stylize_prepared(content, [style], batch.opts, stylizer, None, True, regions=regions,
+                                   held=pipeline + (0 if last else image.rgb.nbytes)).image  # the copy's source
             result.compute_seconds = time.perf_counter() - t
             del content
         except Exception as e:
@@ -254,6 +258,16 @@ def stylize_group(batch: Batch, loaded, style_of: Callable[[Pair, Stylizer], tup
             continue
         writer.put(_Job(pair, rgb, image.alpha, result))
         del rgb
+
+
+def pipeline_bytes(batch: Batch, image) -> int:
+    """What the I/O threads hold while a photo computes: the next photo, decoded as the plan is
+    made or soon after, and the last result, being encoded; each taken as this photo's size (a
+    folder's photos are mostly one camera's). Declared, not measured at plan time (when the next
+    decode may not have started), so the plan leaves them room and is the same on every run."""
+    if not batch.overlap_io:
+        return 0
+    return 2 * (image.rgb.nbytes + (image.alpha.nbytes if image.alpha is not None else 0))
 
 
 @dataclass

@@ -133,7 +133,9 @@ def two_photos(tmp_path):
 
 
 def test_batch_output_equals_single_command_in_every_mode(two_photos, tmp_path):
-    """Cached statistics, prefetch and the writer thread change the speed, never the pixels."""
+    """Cached statistics, prefetch and the writer thread change the speed, never the pixels, at
+    sizes planned whole (where a photo tiles, overlapping I/O leaves room for the I/O threads'
+    buffers: smaller tiles, and the last bit may differ from a single run's)."""
     single = tmp_path / "single.png"
     stylize_file(two_photos / "sub/c.jpg", STYLES[1], single, OPTS)
     want = np.asarray(Image.open(single))
@@ -142,6 +144,25 @@ def test_batch_output_equals_single_command_in_every_mode(two_photos, tmp_path):
         summary = run_batch(two_photos, STYLES, out, OPTS, cache_style=cache, overlap_io=overlap)
         assert len(summary.done) == 4 and not summary.failed and summary.remaining == 0
         assert np.array_equal(np.asarray(Image.open(out / "sub/c__brushstrokes.png")), want)
+
+
+def test_a_batch_plans_room_for_its_next_photo_and_last_result_when_it_overlaps_io(two_photos, tmp_path,
+                                                                                   monkeypatch):
+    """The reader decodes the next photo while this one computes, often after the plan is made,
+    so the plan is told of it (and of the result being written) rather than measuring the
+    process at that moment: each is taken as this photo's size, nothing without overlap."""
+    seen = []
+    stylize = Stylizer.stylize
+
+    def spy(self, content, style, **kw):
+        seen.append((content.nbytes, kw["held"]))
+        return stylize(self, content, style, **kw)
+
+    monkeypatch.setattr(Stylizer, "stylize", spy)
+    for overlap in (True, False):
+        seen.clear()
+        run_batch(two_photos, STYLES[1], tmp_path / f"out{overlap}", OPTS, overlap_io=overlap)
+        assert len(seen) == 2 and all(held == (2 * size if overlap else 0) for size, held in seen), seen
 
 
 def test_a_failed_write_is_reported_and_the_batch_goes_on(two_photos, tmp_path):
