@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import REFERENCE, REFERENCE_CASES, SHARED, psnr
+from stylize.allocator import tuned_environ
 from stylize.api import stylize_file
 from stylize.cli import main
 from stylize.engine.errors import UserError
@@ -184,11 +185,13 @@ def test_a_run_plans_the_same_tiles_and_bytes_whatever_small_memory_its_process_
     """The tile side decides the last bit of the output, so a plan made from the RSS of the
     moment made the same command write different bytes (two 8K runs 7 MiB apart planned 1616
     and 1613 px tiles). The plan charges a fixed runtime instead; only a process holding more
-    than that (here 300 MiB of its own) plans smaller tiles, so the budget still holds."""
+    than that (here 300 MiB of its own) plans smaller tiles, so the budget still holds. Each
+    run is a child with the command's allocator settings (the API without them: the
+    api_memory bench's test)."""
     def run(ballast: int) -> tuple[list, bytes]:
         out = tmp_path / f"beside{ballast}.png"
         r = subprocess.run([sys.executable, "-c", RUN_BESIDE, str(ballast), PHOTO, STYLE, out],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=tuned_environ())  # as the command runs
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout), out.read_bytes()
 
