@@ -98,7 +98,8 @@ def long_side(args: list[str]) -> int:
 def check(args: list[str], code: int, stderr: str, folder: Path, valid: bool = False) -> str:
     """'ok', 'refused', or what went wrong (with ``valid``, a refusal too)."""
     out = folder / args[args.index("-o") + 1]
-    leftovers = [p.name for p in (folder / "out").iterdir() if p.name.startswith(".")]
+    # This case's own partial files only: another worker may be writing its output right now.
+    leftovers = [p.name for p in (folder / "out").iterdir() if p.name.startswith(f".{out.name}.")]
     if leftovers:
         return f"left {leftovers}"
     if code == 2:

@@ -239,6 +239,8 @@ def test_the_option_fuzz_tells_a_bug_from_a_refusal(tmp_path):
     assert check(args, 2, "error: x\n", tmp_path) == "wrote an output"
     Image.new("RGB", (97, 73)).save(tmp_path / "out/0.png")
     assert check(args, 0, "", tmp_path) == "ok"
+    (tmp_path / "out/.1.png.5678.part.png").write_bytes(b"")  # another worker's, being written now
+    assert check(args, 0, "", tmp_path) == "ok"
     (tmp_path / "out/.0.png.1234.part.png").write_bytes(b"")
     assert check(args, 0, "", tmp_path).startswith("left")
 
