@@ -68,6 +68,16 @@ def describe_error(e: BaseException, limit: int = 200) -> str:
     return text if isinstance(e, OSError) and text else f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+@contextmanager
+def decode_errors(path, what: str) -> Iterator[None]:
+    """What a decoder or codec raises on a damaged file (``DECODE_ERRORS``), as one line naming
+    the file and ``what`` it was read as."""
+    try:
+        yield
+    except DECODE_ERRORS as e:
+        raise ImageError(f"{path}: truncated or corrupt {what} ({describe_error(e)})") from None
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one read may take: pixels, decoded bytes, and the file's size (for the expansion)."""

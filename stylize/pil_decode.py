@@ -13,14 +13,13 @@ rows, so an image gives the same pixels however it was read.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageMode, UnidentifiedImageError
 
-from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error
+from .image_guard import DECODE_ERRORS, ImageError, Limits, decode_errors, describe_error
 from .tiff_read import Bands
 
 # Bytes a pixel a decoder holds beside the image at its peak, by Pillow format name.
@@ -48,13 +47,9 @@ def pil_header(f: BinaryIO, path: Path, limits: Limits) -> Image.Image:
     return im
 
 
-@contextmanager
-def pil_errors(path: Path) -> Iterator[None]:
+def pil_errors(path: Path):
     """What Pillow raises on a damaged file while decoding or reading its EXIF, as one line."""
-    try:
-        yield
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt image ({describe_error(e)})") from None
+    return decode_errors(path, "image")
 
 
 def decoded(im: Image.Image, path: Path) -> Image.Image:

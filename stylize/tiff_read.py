@@ -6,26 +6,21 @@ whole image or to a band of its rows, so both give the same pixels.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from .image_guard import DECODE_ERRORS, ImageError, Limits, describe_error
+from .image_guard import ImageError, Limits, decode_errors
 from .image_orient import valid_orientation
 
 Bands = tuple[list, float, object]  # (colour bands: 1 or 3, full scale, alpha band or None)
 
 
-@contextmanager
-def tiff_errors(path: Path) -> Iterator[None]:
+def tiff_errors(path: Path):
     """What tifffile or a codec raises on hostile bytes, as one line naming the file."""
-    try:
-        yield
-    except DECODE_ERRORS as e:
-        raise ImageError(f"{path}: truncated or corrupt TIFF ({describe_error(e)})") from None
+    return decode_errors(path, "TIFF")
 
 
 @dataclass
