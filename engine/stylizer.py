@@ -27,8 +27,8 @@ import torch
 from .backend import Backend
 from .color import MODES as COLOR_MODES
 from .color import keep_luminance_of, recolour, rgb_moments_of
-from .memory import (BudgetTooSmall, LevelPlan, check_host_budget, default_cpu_budget, held_bytes, parse_size,
-                     plan_level, settle, working_bytes)
+from .memory import (BudgetTooSmall, LevelPlan, check_host_budget, default_cpu_budget, heap_ceiling, held_bytes,
+                     parse_size, plan_level, room_for, settle, working_bytes)
 from .stroke_scale import NATIVE, compose_base, downscale, split_levels, stroke_factor, working_size
 from .regions import Regions, blend_maps, weighted_moments
 from .store import RamStore, Store, StoreFactory
@@ -130,6 +130,11 @@ class Stylizer:
             need = working_bytes(self.backend.geometry(level), done.read.height, done.read.width)
             settle((1 - SAFETY) * self._budget() - need)
 
+    def _host_ceiling(self):
+        """The context tiles run in: on the CPU, the RSS the backend's layers may reach before the
+        freed heap is handed back (see :func:`engine.memory.room_for`)."""
+        return heap_ceiling((1 - SAFETY) * self._budget() if self.backend.device.type == "cpu" else None)
+
     def plan(self, height: int, width: int, extra_buffers: int = 1,
              levels: tuple[int, ...] | None = None, held: int = 0) -> list[LevelPlan]:
         """The per-level plan for an image, given how many more image buffers in RAM it needs
@@ -171,28 +176,30 @@ class Stylizer:
         tiles = plan_tiles(*plan.padded, plan.tile, g.encoder_radius, g.stride)
         moments = None
         per_region: list[Moments | None] = [None] * (len(regions.styles) if regions else 0)
-        for i, (t, f) in enumerate(tiled_map(self._reader(image), lambda x: self.backend.encode(level, x),
-                                             tiles, scale=1 / g.stride)):
-            counted = f
-            if valid is not None:
-                c = t.core.scale(1 / g.stride)
-                counted = f[..., :max(0, valid[0] - c.y0), :max(0, valid[1] - c.x0)]
-            if regions is not None:
-                m = regions.pooled(t.core, g.stride, counted.device)
-                for r in range(len(per_region)):
-                    part = weighted_moments(counted, m[r])
-                    if part is not None:
-                        per_region[r] = merge_moments(per_region[r], part)
-            elif counted.numel():
-                moments = merge_moments(moments, tile_moments(counted))
-            if cache is not None:
-                c = t.core.scale(1 / g.stride)
-                cache[:, :, c.y0:c.y1, c.x0:c.x1] = f
-            del f, counted
-            if i + 1 < len(tiles):
-                self._between_tiles(level, t)
-            if progress:
-                progress(level, phase, i + 1, len(tiles))
+        with self._host_ceiling():
+            for i, (t, f) in enumerate(tiled_map(self._reader(image), lambda x: self.backend.encode(level, x),
+                                                 tiles, scale=1 / g.stride)):
+                counted = f
+                if valid is not None:
+                    c = t.core.scale(1 / g.stride)
+                    counted = f[..., :max(0, valid[0] - c.y0), :max(0, valid[1] - c.x0)]
+                room_for(counted.nbytes)  # the centred copy the moments take
+                if regions is not None:
+                    m = regions.pooled(t.core, g.stride, counted.device)
+                    for r in range(len(per_region)):
+                        part = weighted_moments(counted, m[r])
+                        if part is not None:
+                            per_region[r] = merge_moments(per_region[r], part)
+                elif counted.numel():
+                    moments = merge_moments(moments, tile_moments(counted))
+                if cache is not None:
+                    c = t.core.scale(1 / g.stride)
+                    cache[:, :, c.y0:c.y1, c.x0:c.x1] = f
+                del f, counted
+                if i + 1 < len(tiles):
+                    self._between_tiles(level, t)
+                if progress:
+                    progress(level, phase, i + 1, len(tiles))
         return per_region if regions is not None else moments
 
     def _reader(self, image: Store) -> Callable[[Box], torch.Tensor]:
@@ -354,15 +361,16 @@ class Stylizer:
             predict = lambda xb: be.decode(level, apply(be.encode(level, xb[0]), xb[1]))  # noqa: E731
         tiles = plan_tiles(ph, pw, plan.tile, halo, g.stride)
         _, h, w = dst.shape
-        for i, (t, y) in enumerate(tiled_map(read, predict, tiles)):
-            core = t.core.clip(h, w)
-            if core.height > 0 and core.width > 0:
-                dst.write(core.y0, core.x0, y[0, :, :core.height, :core.width].cpu().numpy())
-            del y
-            if i + 1 < len(tiles):
-                self._between_tiles(level, t)
-            if progress:
-                progress(level, "render", i + 1, len(tiles))
+        with self._host_ceiling():
+            for i, (t, y) in enumerate(tiled_map(read, predict, tiles)):
+                core = t.core.clip(h, w)
+                if core.height > 0 and core.width > 0:
+                    dst.write(core.y0, core.x0, y[0, :, :core.height, :core.width].cpu().numpy())
+                del y
+                if i + 1 < len(tiles):
+                    self._between_tiles(level, t)
+                if progress:
+                    progress(level, "render", i + 1, len(tiles))
         return len(tiles)
 
     def _painter(self, level: int, content, styles: list[tuple[float, Moments]], alpha: float, transform: str,

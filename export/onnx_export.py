@@ -29,7 +29,6 @@ import copy
 import functools
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -14,7 +14,6 @@ The WCT transform stays outside the graphs (see :mod:`export.graph_backend`).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np

@@ -5,9 +5,10 @@ import torch
 
 from stylize.engine.backend import resolve_device
 from stylize.engine.errors import UserError
-from stylize.engine.wct import apply_affine
 from stylize.engine.geometry import LevelGeometry
-from stylize.models.architecture import VGGAutoencoderLevel
+from stylize.engine.memory import room_for
+from stylize.engine.wct import apply_affine
+from stylize.models.architecture import VGGAutoencoderLevel, output_bytes
 
 NHWC = torch.channels_last
 
@@ -18,6 +19,10 @@ class TorchBackend:
     Modules and tiles are channels-last (NHWC): oneDNN's and cuDNN's fast convolution paths
     want that layout, and with NCHW every conv pays a layout reorder. On this project's
     2-core CPU that is about twice as fast; the result differs only by fp32 rounding order.
+
+    On the CPU it steps through each stack layer by layer (what ``nn.Sequential`` does) so that
+    the engine's memory ceiling is checked before each layer allocates
+    (:func:`engine.memory.room_for`).
     """
 
     name = "torch"
@@ -37,14 +42,25 @@ class TorchBackend:
     def geometry(self, level: int) -> LevelGeometry:
         return self._geometry[level]
 
+    def _run(self, stack: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, self.dtype, memory_format=NHWC)
+        if self.device.type != "cpu":
+            return stack(x).float()
+        for layer in stack:
+            room_for(output_bytes(layer, x))
+            x = layer(x)
+        return x.float()
+
     @torch.inference_mode()
     def encode(self, level: int, image: torch.Tensor) -> torch.Tensor:
-        return self.modules[level].encode(image.to(self.device, self.dtype, memory_format=NHWC)).float()
+        return self._run(self.modules[level].encoder, image)
 
     @torch.inference_mode()
     def transform(self, level: int, features: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            room_for(features.nbytes)
         return apply_affine(features.to(self.device), a.to(self.device), b.to(self.device))
 
     @torch.inference_mode()
     def decode(self, level: int, features: torch.Tensor) -> torch.Tensor:
-        return self.modules[level].decode(features.to(self.device, self.dtype, memory_format=NHWC)).float()
+        return self._run(self.modules[level].decoder, features)

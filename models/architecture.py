@@ -105,6 +105,25 @@ def _build(layers: list[Layer], ceil_mode: bool) -> tuple[nn.Sequential, dict[st
     return nn.Sequential(*modules), index
 
 
+def output_bytes(module: nn.Module, x: torch.Tensor) -> int:
+    """Bytes one module of these stacks allocates for its output on ``x`` (N, C, H, W): what a
+    runtime that steps through the layers makes room for before each (0 for the in-place ReLU)."""
+    n, c, h, w = x.shape
+    if isinstance(module, nn.Conv2d):
+        return n * module.out_channels * h * w * x.element_size()
+    if isinstance(module, nn.ReflectionPad2d):
+        left, right, top, bottom = module.padding
+        return n * c * (h + top + bottom) * (w + left + right) * x.element_size()
+    if isinstance(module, nn.Upsample):
+        return x.nbytes * int(module.scale_factor) ** 2
+    if isinstance(module, nn.MaxPool2d):  # 2x2, stride 2
+        half = (lambda side: -(-side // 2)) if module.ceil_mode else (lambda side: side // 2)
+        return n * c * half(h) * half(w) * x.element_size()
+    if isinstance(module, nn.ReLU) and module.inplace:
+        return 0
+    return x.nbytes
+
+
 def _radius(layers: list[Layer], scale: int) -> tuple[int, int]:
     """(radius in input pixels, scale at the end) of a stack starting at ``scale``.
 

@@ -18,8 +18,6 @@ from PIL import Image
 from conftest import REFERENCE, REFERENCE_CASES, SHARED, psnr
 from stylize.allocator import tuned_environ
 from stylize.api import stylize_file
-from stylize.cli import main
-from stylize.engine.errors import UserError
 from stylize.settings import Settings
 
 PHOTO = SHARED / "images/content/cornell.jpg"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import stylize.engine.memory as memory
-from stylize.engine.memory import RSS_STEP, RUNTIME_BYTES, HostMemory, held_bytes, host_memory, settle
+from stylize.engine.memory import (RSS_STEP, RUNTIME_BYTES, HostMemory, heap_ceiling, held_bytes, host_memory, room_for,
+                                   settle)
 
 GiB = 1 << 30
 
@@ -81,3 +82,18 @@ def test_the_heap_is_trimmed_between_tiles_only_when_over_the_ceiling(monkeypatc
     assert not trims
     settle(400)
     assert trims == [1]
+
+
+def test_a_layer_makes_room_only_inside_a_ceiling_and_only_when_its_output_would_pass_it(monkeypatch):
+    trims = _fake_process(monkeypatch, [500])
+    room_for(10 ** 12)  # no tiles running: nothing to keep under
+    with heap_ceiling(1000):
+        room_for(500)
+        assert not trims
+        room_for(501)
+        assert trims == [1]
+        with heap_ceiling(None):  # a CUDA run inside: host RSS is not its budget
+            room_for(10 ** 12)
+        room_for(501)
+    room_for(10 ** 12)
+    assert trims == [1, 1]

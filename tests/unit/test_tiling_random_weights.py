@@ -11,6 +11,7 @@ import torch
 from stylize.engine.memory import LevelPlan
 from stylize.engine.stylizer import Stylizer
 from stylize.export.torch_backend import TorchBackend
+from stylize.models.architecture import output_bytes
 from stylize.models.zoo import load_levels
 
 LEVELS = (5, 4, 3, 2, 1)
@@ -72,3 +73,40 @@ def test_stroke_scale_tiled_equals_whole(backend, pair):
     assert whole.report.working_size == (86, 102) and whole.report.stroke_factor == 2
     assert any(p.tile for p in tiled.report.plans)
     assert psnr(tiled.image, whole.image) >= 70.0
+
+
+def test_the_cpu_backend_steps_through_each_layer_as_the_module_does_and_sizes_each_output(backend):
+    """The backend runs the stacks layer by layer (to check the memory ceiling before each):
+    bit for bit what the modules give, and ``output_bytes`` is what each layer allocates (a 3x3
+    conv's output is smaller than its padded input by its border, so the estimate is an upper bound)."""
+    x = torch.rand(1, 3, 61, 75).contiguous(memory_format=torch.channels_last)
+    for level in LEVELS:
+        m = backend.modules[level]
+        with torch.no_grad():
+            f = backend.encode(level, x)
+            assert torch.equal(f, m.encode(x).float()) and torch.equal(backend.decode(level, f), m.decode(f).float())
+            for stack, y in ((m.encoder, x), (m.decoder, f.contiguous(memory_format=torch.channels_last))):
+                for layer in stack:
+                    estimate = output_bytes(layer, y)
+                    inplace = isinstance(layer, torch.nn.ReLU) and layer.inplace
+                    out = layer(y.clone() if inplace else y)
+                    real = 0 if inplace else out.nbytes
+                    if isinstance(layer, torch.nn.Conv2d) and layer.kernel_size == (3, 3):
+                        h, w = y.shape[-2:]
+                        assert real <= estimate <= real * h * w / ((h - 2) * (w - 2)), layer
+                    else:
+                        assert estimate == real, layer
+                    y = out
+
+
+def test_a_cpu_run_checks_its_budget_before_every_layer_and_only_while_tiles_run(backend, pair, monkeypatch):
+    import stylize.engine.memory as memory
+    from stylize.engine.stylizer import SAFETY
+
+    ceilings = []  # the RSS each step may start from: the run's ceiling less the step's output
+    monkeypatch.setattr(memory, "settle", ceilings.append)
+    content, style = pair
+    Stylizer(backend, tile=64, max_memory="1G").stylize(content, style)
+    layers = sum(len(m.encoder) + len(m.decoder) for m in backend.modules.values())
+    assert len(ceilings) > layers and max(ceilings) == (1 - SAFETY) * 2 ** 30  # an in-place ReLU asks for 0
+    assert min(ceilings) < max(ceilings) - 1e5 and memory._ceiling.get() is None
