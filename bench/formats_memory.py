@@ -1,9 +1,9 @@
 """One large photo in each input format: peak RSS of ``stylize --res 2k`` against the budget.
 
 JPEG, PNG and TIFF are decoded by rows (libvips, tifffile); GIF, WebP and BMP have no decoder
-by rows, so Pillow decodes them whole and the engine serves that decode a band of rows at a time
-(:mod:`stylize.pil_decode`), its cost checked against what is left of ``--max-memory`` before a
-byte is decoded. Each run is the ``stylize`` command as a child process (peak RSS from the
+by rows, so they are decoded whole (WebP by libvips, GIF and BMP by Pillow:
+:mod:`stylize.pil_decode`) and the engine serves that decode a band of rows at a time, its
+cost checked against what is left of ``--max-memory`` before a byte is decoded. Each run is the ``stylize`` command as a child process (peak RSS from the
 kernel); a refusal is a result too (its error line is kept). The peer in the same run is Pillow
 decoding each file whole into float32, as a script would (no resize, no stylization).
 

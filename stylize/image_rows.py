@@ -16,10 +16,15 @@ destination, so a read holds a few hundred rows whatever the image's size.
   An EXIF orientation is applied to each resized strip (:mod:`stylize.image_orient`). A CMYK
   JPEG (print work) comes from libvips as CMYK, Adobe's inversion undone as Pillow undoes it,
   and is made RGB by Pillow's own formula, so it too gives a whole read's pixels.
-- Anything else (GIF, WebP, BMP, ...; JPEG and PNG where libvips is absent): no decoder by rows
+- WebP (a still image): libvips too, though libwebp as libvips runs it decodes the frame whole:
+  8.3-8.9 bytes a pixel at its peak against Pillow's 16 (whose animation decoder keeps two RGBA
+  canvases), and Pillow's pixels bit for bit (the same libwebp decode, checked by the tests). An
+  animation is Pillow's, which composes its first frame.
+- Anything else (GIF, BMP, ...; all of these where libvips is absent): no decoder by rows
   exists, so Pillow decodes it whole, its cost checked first (:mod:`stylize.pil_decode`), and the
   decode is served a band of rows at a time: held once in Pillow's bytes (1 a pixel for a GIF's
-  palette), never as floats (a 110-MP WebP to 1k peaked at 2.20 GiB when it was, 1.89 GiB now).
+  palette), never as floats (a 110-MP WebP to 1k peaked at 2.20 GiB when it was, 1.89 GiB
+  served from Pillow's decode).
 """
 from __future__ import annotations
 
@@ -38,7 +43,10 @@ from .tiff_read import TiffLayout, segment_grid, tiff_array_bands, tiff_errors, 
 STREAM_ABOVE = 16_000_000  # source pixels past which a read into RAM decodes by rows (where it can)
 MIN_BAND = 8 << 20  # the least band of rows a resize spans, however small the budget left
 CHUNK_ROWS = 256  # rows libvips decodes per request
-VIPS_LOADERS = ("jpegload", "pngload")
+VIPS_LOADERS = ("jpegload", "pngload", "webpload")
+# What libvips holds decoding a WebP whole, per pixel, at its peak: 8.3-8.9 measured from 21 to
+# 52 MP, RGB or RGBA (Pillow: 16, :data:`stylize.pil_decode.DECODER_EXTRA`).
+WEBP_BYTES = 9
 
 
 class RowReader(ForwardRows):
@@ -74,7 +82,7 @@ def open_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int = 0) -> R
 
 
 def rows_size(f: BinaryIO, path: Path, limits: Limits) -> tuple[int, int] | None:
-    """The displayed size of a JPEG or PNG that libvips will decode by rows (past
+    """The displayed size of a JPEG, PNG or WebP that libvips will decode (past
     ``STREAM_ABOVE``), its header checked as the read checks it; None where Pillow decodes the
     file whole, whose cost a probe must then check (:func:`stylize.pil_decode.pil_header`)."""
     reader = _vips_rows(f, path, limits, STREAM_ABOVE)
@@ -137,12 +145,17 @@ def _tiff_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
         tf.close()
         raise
     page = head.page
-    if getattr(page, "imagedepth", 1) != 1 or page.imagewidth * page.imagelength < min_pixels:
+    if not tiff_by_rows(page, min_pixels):
         tf.close()
         return None
     probe = _tiff_channels(np.zeros((1, 1, page.samplesperpixel), page.dtype), head)
     return RowReader((page.imagewidth, page.imagelength), probe.shape[0] == 4, _tiff_blocks(tf, head, path),
                      str(path), head.orientation)
+
+
+def tiff_by_rows(page, min_pixels: int) -> bool:
+    """Whether a TIFF page (its header checked) is read by rows: a 2-D image of ``min_pixels`` or more."""
+    return getattr(page, "imagedepth", 1) == 1 and page.imagewidth * page.imagelength >= min_pixels
 
 
 def _tiff_channels(block: np.ndarray, head: TiffLayout) -> np.ndarray:
@@ -227,6 +240,9 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
         loader = str(im.get("vips-loader"))
     except pyvips.Error:
         return None  # not a format libvips streams: the whole read says what is wrong with it
+    webp = loader.startswith("webpload")
+    if webp and im.get_typeof("n-pages") and im.get("n-pages") > 1:
+        return None  # an animation: Pillow composes its first frame, the whole read's pixels
     deep = loader.startswith("pngload") and im.format == "ushort" and im.interpretation in ("rgb16", "grey16")
     cmyk = loader.startswith("jpegload") and im.format == "uchar" and im.bands == 4 and im.interpretation == "cmyk"
     if (not loader.startswith(VIPS_LOADERS) or not (deep or im.format == "uchar") or im.bands not in (1, 2, 3, 4)
@@ -237,10 +253,13 @@ def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowR
     orientation = file_orientation(f)  # as Pillow (the whole read) reads it: EXIF, XMP, a PNG's after IDAT
     if orientation is None:
         return None
-    limits.check_decode(path, im.width, im.height, im.width * im.height * im.bands * (2 if deep else 1),
-                        f"{loader} {im.bands} x {'uint16' if deep else 'uint8'}", whole=False)
+    pixels = im.width * im.height
+    held = WEBP_BYTES * pixels if webp else 0  # decoded whole, held until the reader is done
+    limits.check_decode(path, im.width, im.height, held or pixels * im.bands * (2 if deep else 1),
+                        f"{loader.removesuffix('_source')} {im.bands} x {'uint16' if deep else 'uint8'}", whole=webp,
+                        instead=", or convert the file to PNG, JPEG or TIFF (decoded by rows)" if webp else "")
     alpha = im.bands in (2, 4) and not cmyk
-    return RowReader((im.width, im.height), alpha, _vips_blocks(im, path, cmyk), str(path), orientation)
+    return RowReader((im.width, im.height), alpha, _vips_blocks(im, path, cmyk), str(path), orientation, held)
 
 
 def _pil_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowReader | None:

@@ -31,7 +31,7 @@ from stylize.engine.resample import resize
 
 from .image_guard import ImageError, Limits, describe_error, is_tiff, open_regular, quiet_decoders
 from .image_orient import displayed_size, exif_orientation, file_orientation, orient
-from .image_rows import STREAM_ABOVE, RowReader, band_bytes, open_rows, resample_rows, rows_size
+from .image_rows import STREAM_ABOVE, RowReader, band_bytes, open_rows, resample_rows, rows_size, tiff_by_rows
 from .pil_decode import decoded, full_scale, pil_bands, pil_errors, pil_header
 from .tiff_read import Bands, tiff_bands, tiff_errors, tiff_header
 
@@ -132,7 +132,9 @@ def _probe(path: Path, max_pixels: int, max_bytes: int | None, long_side: int | 
             import tifffile
 
             with tiff_errors(path), tifffile.TiffFile(f) as tf:
-                head = tiff_header(tf, path, limits)
+                head = tiff_header(tf, path, limits, whole=False)
+                if not tiff_by_rows(head.page, STREAM_ABOVE):  # decoded whole: its bytes count too
+                    tiff_header(tf, path, limits)
                 size = displayed_size(head.page.imagewidth, head.page.imagelength, head.orientation)
         elif (size := rows_size(f, path, limits)) is None:  # else decoded by rows: no whole decode to afford
             f.seek(0)

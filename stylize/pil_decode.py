@@ -1,5 +1,6 @@
-"""Pillow as the decoder of last resort: every format neither tifffile nor libvips reads by rows
-(GIF, WebP, BMP, ...), and JPEG and PNG where libvips is absent.
+"""Pillow as the decoder of last resort: every format neither tifffile nor libvips reads (GIF,
+BMP, ...; a WebP animation, or a WebP under ``STREAM_ABOVE``), and JPEG, PNG and WebP where
+libvips is absent.
 
 Pillow decodes these whole, so what a decode costs is declared before it starts, per format as
 measured, not guessed: most hold the image in 4 bytes a pixel (1 for palette and grey), but

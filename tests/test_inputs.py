@@ -71,9 +71,9 @@ def test_pixel_limit_and_override(tmp_path):
 
 
 def test_a_whole_decode_over_the_budget_left_is_refused_before_compute(tmp_path, monkeypatch):
-    """A WebP has no decoder by rows: Pillow's costs 16 bytes a pixel (384 MiB for 24 MP), which
-    500M less this process's own memory cannot hold. One line, naming the way out, and no model
-    is built; the same pixels as a BMP (4 bytes a pixel) pass that check."""
+    """A WebP has no decoder by rows: libvips decodes it whole at 9 bytes a pixel (206 MiB for
+    24 MP; Pillow's decoder 16), which 500M less this process's own memory cannot hold. One line,
+    naming the way out, and no model is built."""
     rng = np.random.default_rng(0)
     pixels = np.repeat(rng.integers(0, 255, (400, 600, 3), dtype=np.uint8), 10, axis=0).repeat(10, axis=1)
     Image.fromarray(pixels).save(tmp_path / "big.webp", method=0)
@@ -81,7 +81,7 @@ def test_a_whole_decode_over_the_budget_left_is_refused_before_compute(tmp_path,
     monkeypatch.setattr("stylize.api.build_stylizer", lambda *a, **k: started.append(1))
     code, text = run(tmp_path / "big.webp", STYLE, "-o", tmp_path / "o.png", "--max-memory", "500M")
     assert code == 2 and not started and len(text.strip().splitlines()) == 1, text
-    assert "decoding 6000x4000 (WEBP RGB) takes 366.2 MiB, over the" in text and "left of the memory budget; raise " \
+    assert "decoding 6000x4000 (webpload 3 x uint8) takes 206.0 MiB, over the" in text and "left of the memory budget; raise " \
         "it with --max-memory, or convert the file to PNG, JPEG or TIFF" in text, text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.webp"]
 

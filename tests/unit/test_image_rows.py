@@ -61,18 +61,26 @@ def _write(kind: str, path, a: np.ndarray):
         tifffile.imwrite(path, rgb.astype(">u2") * 257, rowsperstrip=100, byteorder=">")
     elif kind == "tiff-jpeg-tiled":
         tifffile.imwrite(path, rgb, tile=(64, 64), compression="jpeg", photometric="rgb")
+    elif kind == "webp-lossy":
+        Image.fromarray(rgb).save(path, quality=80)
+    elif kind == "webp-lossy-rgba":
+        Image.fromarray(rgba).save(path, quality=60, method=6)
+    elif kind == "webp-lossless-rgba":
+        Image.fromarray(rgba).save(path, lossless=True)
 
 
 KINDS = ["png-rgb", "png-rgba", "png-l", "png-la", "png-palette-transparent", "jpeg", "jpeg-gray", "jpeg-cmyk",
          "jpeg-cmyk-libvips",
          "tiff-tiled-deflate", "tiff-strips-rgba", "tiff-planar", "tiff-16bit-tiled", "tiff-float",
-         "tiff-int16-gray", "tiff-jpeg-tiled", "tiff-one-strip", "tiff-raw-strips-16bit-bigendian"]
+         "tiff-int16-gray", "tiff-jpeg-tiled", "tiff-one-strip", "tiff-raw-strips-16bit-bigendian",
+         "webp-lossy", "webp-lossy-rgba", "webp-lossless-rgba"]
+SUFFIX = {"png": "x.png", "jpeg": "x.jpg", "tiff": "x.tif", "webp": "x.webp"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("long_side", [None, 1000, 200])
 def test_rows_give_the_pixels_of_a_whole_read(kind, long_side, tmp_path):
-    path = tmp_path / ("x.png" if kind.startswith("png") else "x.jpg" if kind.startswith("jpeg") else "x.tif")
+    path = tmp_path / SUFFIX[kind.split("-")[0]]
     _write(kind, path, _pixels())
     whole = read_image(path, long_side)
     got = []
@@ -114,8 +122,7 @@ def _with_index(im: Image.Image, index: int) -> Image.Image:
 PILLOW_KINDS = {  # formats neither libvips nor tifffile reads by rows: Pillow decodes them, then rows
     "x.gif": lambda a: Image.fromarray(a[..., :3]).convert("P"),
     "t.gif": lambda a: _with_index(Image.fromarray(a[..., :3]).convert("P"), 3),  # saved with 3 transparent
-    "x.webp": lambda a: Image.fromarray(a[..., :3]),
-    "a.webp": lambda a: Image.fromarray(a),  # lossless, with alpha
+    "anim.webp": lambda a: Image.fromarray(a),  # an animation (libvips reads stills), with alpha
     "x.bmp": lambda a: Image.fromarray(a[..., :3]),
     "x.ppm": lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 200),  # 16-bit grey
     "x.tga": lambda a: Image.fromarray(a),
@@ -128,20 +135,55 @@ def test_formats_pillow_decodes_are_served_by_rows_with_the_pixels_of_a_whole_re
     """Decoded whole by Pillow, but resized a band of rows at a time (never a float copy of the
     whole source): the same pixels, alpha and full scale as the whole read."""
     path = tmp_path / name
-    opts = {"transparency": 3} if name == "t.gif" else {"lossless": True} if name == "a.webp" else {}
+    opts = ({"transparency": 3} if name == "t.gif" else {} if name != "anim.webp" else
+            {"save_all": True, "append_images": [Image.fromarray(_pixels(seed=1))], "lossless": True})
     PILLOW_KINDS[name](_pixels()).save(path, **opts)
     whole = read_image(path, long_side)
     got = []
     assert read_by_rows(path, long_side, 10**9, _into_ram(got)), f"{name} was not served by rows"
     assert np.array_equal(got[0].rgb, whole.rgb)
-    assert (got[0].alpha is None) == (whole.alpha is None) == (name not in ("t.gif", "a.webp", "x.tga"))
+    assert (got[0].alpha is None) == (whole.alpha is None) == (name not in ("t.gif", "anim.webp", "x.tga"))
     if whole.alpha is not None:
         assert np.array_equal(got[0].alpha, whole.alpha)
 
 
-def test_a_webp_decode_is_charged_what_pillow_holds_for_it(tmp_path):
-    """libwebp's animation decoder holds two RGBA canvases and the frame's bytes beside the
-    image: a budget that holds the pixels alone refuses the file before it is decoded."""
+def test_a_still_webp_is_libvips_decode_charged_what_it_holds_and_an_animation_is_left_to_pillow(tmp_path):
+    """libvips decodes a still WebP whole at 8.3-8.9 bytes a pixel (Pillow: 16); the reader is
+    charged that for its whole life, and an animation (Pillow composes its first frame) is not
+    libvips's."""
+    from stylize.image_guard import Limits
+    from stylize.image_rows import WEBP_BYTES, _vips_rows
+
+    a = _pixels()
+    Image.fromarray(a).save(tmp_path / "still.webp", quality=80)
+    Image.fromarray(a).save(tmp_path / "anim.webp", save_all=True, append_images=[Image.fromarray(a[::-1].copy())])
+    limits = Limits.of(10**9, None, 1 << 20)
+    with open(tmp_path / "still.webp", "rb") as f:
+        reader = _vips_rows(f, tmp_path / "still.webp", limits, 0)
+    assert reader is not None and reader.held == WEBP_BYTES * a.shape[0] * a.shape[1] and reader.has_alpha
+    reader.close()
+    with open(tmp_path / "anim.webp", "rb") as f:
+        assert _vips_rows(f, tmp_path / "anim.webp", limits, 0) is None
+
+
+def test_a_large_webp_is_charged_libvips_decode_not_pillows(tmp_path, monkeypatch):
+    """Past ``STREAM_ABOVE`` (lowered here) a WebP is libvips's: a budget of 10 bytes a pixel
+    holds its decode, one of 8 is refused before it starts, with the way out named."""
+    import stylize.image_rows as image_rows
+
+    monkeypatch.setattr(image_rows, "STREAM_ABOVE", 1000)
+    Image.fromarray(_pixels()[..., :3]).save(tmp_path / "x.webp")
+    pixels = 301 * 457
+    assert probe_image(tmp_path / "x.webp", max_bytes=pixels * 10) == (457, 301)
+    with pytest.raises(ImageError, match=r"\(webpload 3 x uint8\) takes 1.2 MiB, over the 1.0 MiB left of the memory "
+                                         r"budget; raise it with --max-memory, or convert the file to PNG, JPEG or TIFF"):
+        probe_image(tmp_path / "x.webp", max_bytes=pixels * 8)
+
+
+def test_a_small_webp_decode_is_charged_what_pillow_holds_for_it(tmp_path):
+    """Under ``STREAM_ABOVE`` a WebP is Pillow's, whose animation decoder holds two RGBA canvases
+    and the frame's bytes beside the image: a budget that holds the pixels alone refuses the
+    file before it is decoded."""
     Image.fromarray(_pixels()[..., :3]).save(tmp_path / "x.webp")
     Image.fromarray(_pixels()[..., :3]).save(tmp_path / "x.bmp")
     pixels = 301 * 457
@@ -217,7 +259,7 @@ def test_a_turned_photo_resized_by_rows_equals_the_whole_read(orientation, long_
         assert np.array_equal(read_rows(rgb, 0, rgb.shape[1]), whole.rgb)
     finally:
         rgb.close()
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".webp"])
 def test_a_truncated_file_read_by_rows_is_one_line_naming_it(suffix, tmp_path):
     path = tmp_path / f"cut{suffix}"
     big = np.tile(_pixels(), (4, 4, 1))
@@ -266,9 +308,10 @@ def test_a_png_is_probed_and_its_orientation_read_without_decoding_it(tmp_path, 
 
 
 def test_a_file_decoded_by_rows_is_not_charged_a_whole_decode(tmp_path, monkeypatch):
-    """A JPEG or PNG past STREAM_ABOVE is decoded by rows (libvips): a budget that could not hold
-    it decoded whole must not refuse it at the probe (a 96-MP JPEG under --max-memory 600M was),
-    and its read gives the pixels a read without a budget gives. A BMP, decoded whole, is charged."""
+    """A JPEG, PNG or TIFF past STREAM_ABOVE is decoded by rows (libvips, tifffile): a budget that
+    could not hold it decoded whole must not refuse it at the probe (a 96-MP JPEG under
+    --max-memory 600M was, and a 1-GP BigTIFF under the default budget), and its read gives the
+    pixels a read without a budget gives. A BMP, decoded whole, is charged."""
     pytest.importorskip("pyvips", reason="libvips decodes JPEG and PNG by rows (pyvips, pyvips-binary: dependencies)")
     import stylize.image_rows as image_rows
     import stylize.imageio as imageio
@@ -278,8 +321,9 @@ def test_a_file_decoded_by_rows_is_not_charged_a_whole_decode(tmp_path, monkeypa
     a = np.tile(_pixels()[..., :3], (2, 2, 1))  # 914x602: 550,228 pixels, 2.1 MiB decoded whole
     for name in ("x.jpg", "x.png", "x.bmp"):
         Image.fromarray(a).save(tmp_path / name)
+    tifffile.imwrite(tmp_path / "x.tif", a, tile=(64, 64), compression="zlib")
     budget = 1 << 20
-    for name in ("x.jpg", "x.png"):
+    for name in ("x.jpg", "x.png", "x.tif"):
         assert probe_image(tmp_path / name, max_bytes=budget) == (914, 602)
         got = read_image(tmp_path / name, 300, max_bytes=budget).rgb
         assert np.array_equal(got, read_image(tmp_path / name, 300).rgb)
