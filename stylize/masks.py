@@ -28,6 +28,8 @@ from stylize.engine.regions import Regions
 from stylize.engine.resample import resize_strips
 from stylize.engine.store import StoreFactory
 
+from .image_guard import Limits
+from .image_rows import band_bytes
 from .imageio import ImageError, displayed_rows, probe_image
 
 BLOCK_ROWS = 256  # mask rows classified at a time
@@ -140,7 +142,8 @@ def _colours(blocks) -> tuple[np.ndarray, bool]:
 
 def mask_regions(mask: Mask, size: tuple[int, int], stores: StoreFactory | None = None) -> Regions:
     """A mask from :func:`read_mask` resized to ``size`` (width, height) into a store, strip by
-    strip: its rows are read again and turned into region weights as the resize asks for them."""
+    strip: its rows are read again and turned into region weights as the resize asks for them,
+    in bands of rows sized, as an image read's, to a quarter of the budget left."""
     w, h = size
     store = (stores or StoreFactory())(len(mask.styles), h, w)
 
@@ -151,8 +154,9 @@ def mask_regions(mask: Mask, size: tuple[int, int], stores: StoreFactory | None 
 
     with displayed_rows(mask.path, mask.max_pixels, role="mask", max_bytes=mask.max_bytes) as reader:
         mw, mh = reader.size
+        band = band_bytes(Limits.of(mask.max_pixels, mask.max_bytes, 0), reader.held)  # as an image read's
         resize_strips(lambda a, b: mask.kind.weights(_visible(reader.rows(a, b))), (mh, mw), (h, w), write,
-                      kernel="linear")
+                      kernel="linear", band_bytes=band)
     return Regions(store, mask.styles)
 
 

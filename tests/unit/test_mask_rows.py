@@ -122,3 +122,19 @@ def test_fully_transparent_pixels_count_as_black_whatever_colour_lies_under_them
     got = load_regions(tmp_path / name, SIZE, 2, 10**9)
     assert got.styles == [None, 0, 1]
     assert np.array_equal(read_rows(got.weights, 0, SIZE[1]), want)
+
+
+def test_a_mask_resize_spans_a_band_sized_to_the_budget_left_as_an_image_read_does(tmp_path, monkeypatch):
+    """Under a small --max-memory the rows a mask's resize spans are a quarter of what is left
+    (MIN_BAND at the least), not the 128 MiB a read with no budget takes; the regions are the same."""
+    import stylize.masks as masks
+    from stylize.engine.resample import BAND_BYTES
+    from stylize.image_rows import MIN_BAND
+
+    Image.fromarray(_label_mask()).save(tmp_path / "m.png")
+    bands = []
+    monkeypatch.setattr(masks, "resize_strips", lambda *a, **k: bands.append(k["band_bytes"]) or resize_strips(*a, **k))
+    free = read_rows(load_regions(tmp_path / "m.png", SIZE, 2, 10**9).weights, 0, SIZE[1])
+    tight = read_rows(load_regions(tmp_path / "m.png", SIZE, 2, 10**9, max_bytes=100 << 20).weights, 0, SIZE[1])
+    load_regions(tmp_path / "m.png", SIZE, 2, 10**9, max_bytes=1 << 20)
+    assert bands == [BAND_BYTES, 25 << 20, MIN_BAND] and np.array_equal(free, tight)
