@@ -1,8 +1,8 @@
 """Measure a command as a child process: wall time and peak RSS, the way a user lives it.
 
-Peak RSS comes from the kernel's accounting of that one child (``wait4`` rusage), so it
-includes everything the process touched, interpreter and libraries too, and nothing of the
-parent. An out-of-memory kill or a crash is a recorded result, not an exception.
+Peak RSS comes from the kernel's accounting of that one child (``wait4`` rusage, taken by a
+small launcher process), so it includes everything the process touched, interpreter and
+libraries too, and nothing of the parent. An out-of-memory kill or a crash is a recorded result, not an exception.
 
     python -m stylize.bench.measure --res 4k --out out/compare   # engine vs the paper's pipeline
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,28 +44,44 @@ class ChildResult:
         return self.peak_rss_bytes / 2**30
 
 
+# The kernel carries a process's peak RSS across exec, and a child spawned from this process
+# starts as a copy (or a vfork) of it, so the child's ru_maxrss is at least this process's own
+# peak: a 16K controls bench, whose parent drew a 400-MB mask, reported 1.09 GiB for runs that
+# peaked at 0.68. This launcher is exec'd first (a fresh, small image) and spawns the command
+# itself: its wait4 rusage is the command's alone. It writes "exit code, peak RSS KiB, wall s".
+LAUNCHER = ("import os, subprocess, sys, time; t = time.perf_counter(); p = subprocess.Popen(sys.argv[2:]); "
+            "_, status, usage = os.wait4(p.pid, 0); w = time.perf_counter() - t; "
+            "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss} {w}')")
+
+
 def run_child(command: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
               tuned: bool = True) -> ChildResult:
-    """Run ``command`` and return its wall time and its own peak RSS (``wait4`` rusage).
-    ``tuned``: with the command line's allocator settings (:mod:`stylize.allocator`); without
-    them, as a program that imports the library runs."""
+    """Run ``command`` and return its wall time and its own peak RSS (``wait4`` rusage, taken
+    by :data:`LAUNCHER`, so none of this process's memory counts). ``tuned``: with the command
+    line's allocator settings (:mod:`stylize.allocator`); without them, as a program that
+    imports the library runs."""
     env = tuned_environ(env) if tuned else dict(os.environ if env is None else env)
     env["STYLIZE_NO_REEXEC"] = "1"  # set or deliberately not: measure this very process
-    with tempfile.TemporaryFile("w+") as log:
+    with tempfile.TemporaryFile("w+") as log, tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "rusage"
         t0 = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(report), *command], stdout=log,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
         killed = threading.Event()
-        timer = threading.Timer(timeout, lambda: (killed.set(), proc.kill())) if timeout else None
+        timer = threading.Timer(timeout, lambda: (killed.set(), os.killpg(proc.pid, signal.SIGKILL))) if timeout else None
         if timer:
             timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         if timer:
             timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        code, peak_kib = os.waitstatus_to_exitcode(status), usage.ru_maxrss
+        if report.is_file():  # the launcher ran to the end: the command's own figures
+            code_text, peak_text, wall_text = report.read_text().split()
+            code, peak_kib, wall = int(code_text), int(peak_text), float(wall_text)
         log.seek(0)
         tail = log.read()[-2000:]
-    return ChildResult(command, proc.returncode, wall, usage.ru_maxrss * 1024, tail, killed.is_set())
+    return ChildResult(command, code, wall, peak_kib * 1024, tail, killed.is_set())
 
 
 def call_child(function, *args, timeout: float | None = None, tuned: bool = True) -> ChildResult:

@@ -167,3 +167,19 @@ def test_api_memory_bench_runs_the_api_with_both_allocators_and_they_write_the_s
     assert all(r["returncode"] == 0 and r["peak_rss_mib"] > 100 for r in rows), rows
     assert rows[0]["tiles"] == rows[1]["tiles"] and rows[0]["sha256"] == rows[1]["sha256"], rows
     assert json.loads((tmp_path / "api_memory.json").read_text())["rows"] == rows
+
+
+def test_a_childs_peak_rss_is_its_own_not_its_parents():
+    """The kernel carries a process's peak RSS across exec, and a child starts as a copy of its
+    parent: spawned from this test holding 400 MiB, a child that touches 100 MiB must still be
+    measured at about 100 MiB plus its interpreter (it was measured at the parent's 400+)."""
+    import numpy as np
+
+    from stylize.bench.measure import run_child
+
+    held = np.ones(400 << 20, np.uint8)  # touched: resident in this process
+    r = run_child([sys.executable, "-c", "import numpy as np; a = np.ones(100 << 20, np.uint8); print(int(a[-1]))"])
+    assert r.ok and r.output_tail.strip() == "1", r.output_tail
+    assert 100 << 20 < r.peak_rss_bytes < held.nbytes, r.peak_rss_bytes / 2**20
+    slow = run_child([sys.executable, "-c", "import time; time.sleep(60)"], timeout=1)
+    assert slow.timed_out and slow.returncode == -9 and slow.wall_s < 30
