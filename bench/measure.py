@@ -2,7 +2,8 @@
 
 Peak RSS comes from the kernel's accounting of that one child (``wait4`` rusage, taken by a
 small launcher process), so it includes everything the process touched, interpreter and
-libraries too, and nothing of the parent. An out-of-memory kill or a crash is a recorded result, not an exception.
+libraries too, and nothing of the parent. An out-of-memory kill or a crash is a recorded
+result, not an exception.
 
     python -m stylize.bench.measure --res 4k --out out/compare   # engine vs the paper's pipeline
 """
@@ -68,7 +69,11 @@ def run_child(command: list[str], env: dict[str, str] | None = None, timeout: fl
         proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(report), *command], stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
         killed = threading.Event()
-        timer = threading.Timer(timeout, lambda: (killed.set(), os.killpg(proc.pid, signal.SIGKILL))) if timeout else None
+        def kill() -> None:  # the launcher and the command: one session
+            killed.set()
+            os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
         _, status, usage = os.wait4(proc.pid, 0)

@@ -28,7 +28,7 @@ from .backend import Backend
 from .color import MODES as COLOR_MODES
 from .color import keep_luminance_of, recolour, rgb_moments_of
 from .memory import (BudgetTooSmall, LevelPlan, check_host_budget, default_cpu_budget, heap_ceiling, held_bytes,
-                     parse_size, plan_level, room_for, settle, working_bytes)
+                     parse_size, plan_level, room_for, working_bytes)
 from .stroke_scale import NATIVE, compose_base, downscale, split_levels, stroke_factor, working_size
 from .regions import Regions, blend_maps, weighted_moments
 from .store import RamStore, Store, StoreFactory
@@ -124,11 +124,9 @@ class Stylizer:
         return (1 - SAFETY) * self._budget() - held_bytes(held, measured) - image_bytes
 
     def _between_tiles(self, level: int, done: Tile) -> None:
-        """On the CPU, before the next tile (sized as ``done``): leave it the room the plan gave
-        it under the budget, handing freed heap back if the process holds more than planned."""
-        if self.backend.device.type == "cpu":
-            need = working_bytes(self.backend.geometry(level), done.read.height, done.read.width)
-            settle((1 - SAFETY) * self._budget() - need)
+        """Before the next tile (sized as ``done``): room for it under the run's ceiling
+        (:meth:`_host_ceiling`), freed heap handed back if the process holds more than planned."""
+        room_for(working_bytes(self.backend.geometry(level), done.read.height, done.read.width))
 
     def _host_ceiling(self):
         """The context tiles run in: on the CPU, the RSS the backend's layers may reach before the
