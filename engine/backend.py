@@ -34,14 +34,30 @@ class Backend(Protocol):
     def decode(self, level: int, features: torch.Tensor) -> torch.Tensor: ...
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto' (or None) picks CUDA when present; an unavailable device is a clear error."""
+DEVICE_TYPES = ("cpu", "cuda")  # what the runtimes run on
+
+
+def parse_device(device: str | torch.device | None) -> torch.device | None:
+    """The device named (None for 'auto'), without asking whether it is present: what can be
+    checked on a machine that will hand the work to another (a Ray head without a GPU)."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
         dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from None
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise UserError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' (or None) picks CUDA when present; an unavailable device is a clear error."""
+    dev = parse_device(device)
+    if dev is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda' requested but no CUDA GPU is available to torch")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device '{device}': torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     return dev

@@ -280,8 +280,6 @@ class Stylizer:
             photo = rgb_moments_of(source)
             styles = [recolour(st, photo, self.rel_eps, stores if stores.on_disk else None) for st in styles]
         held += ram_bytes(source, *styles, regions.weights if regions is not None else None)
-        mix = [(w, st if isinstance(st, dict) else self.style_statistics(st, progress, held - ram_bytes(st)))
-               for w, st in zip(weights, styles) if w > 0 or regions is not None]
         keep = preserve_color == "luminance"
         consume_content = consume_content and not keep  # the photo's chroma is needed at the end
         _, h, w = source.shape
@@ -297,6 +295,8 @@ class Stylizer:
         else:
             plans = (self.plan(h, w, ram, held=held),)
         report.plans = [p for stage in plans for p in stage]  # all planned before any compute
+        mix = [(wt, st if isinstance(st, dict) else self.style_statistics(st, progress, held - ram_bytes(st)))
+               for wt, st in zip(weights, styles) if wt > 0 or regions is not None]
 
         def run(image: Store, stage: list[LevelPlan], consume: bool, make, where: Regions | None) -> Store:
             return self._levels(image, stage, mix, alpha, transform, progress, consume, report, make, where)

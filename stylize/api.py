@@ -20,6 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
+from stylize.engine.backend import resolve_device
 from stylize.engine.regions import Regions
 from stylize.engine.store import Store, StoreFactory, scratch_folder
 from stylize.engine.stylizer import Progress, RunReport, Stylized, StyleStats, Stylizer
@@ -50,7 +51,8 @@ def stylize(content, style, settings: Settings | None = None, *, stylizer: Styli
     style may also be the statistics from :meth:`Stylizer.style_statistics`. Returns
     :class:`Stylized` (``image``, ``report``). Pass ``stylizer`` to reuse loaded models;
     ``content`` may be a store and ``stores`` a factory of scratch stores (images beyond RAM);
-    ``regions`` (from :func:`stylize.masks.load_regions`) paints each region with its own style.
+    ``settings.mask`` (or ``regions``, from :func:`stylize.masks.load_regions`) paints each
+    region with its own style.
     """
     s = settings or Settings()
     if not _is_store(content):
@@ -59,6 +61,11 @@ def stylize(content, style, settings: Settings | None = None, *, stylizer: Styli
     s.check_styles(len(styles))
     styles = [st if _is_store(st) or isinstance(st, dict)
               else as_rgb(st, "style", s.style_px, s.max_pixels, s.decode_limit()) for st in styles]
+    if s.mask is not None:
+        if regions is not None:
+            raise ValueError("settings.mask and regions both say where each style goes: give one")
+        _, h, w = content.shape
+        regions = load_regions(s.mask, (w, h), len(styles), s.max_pixels, stores, max_bytes=s.decode_limit())
     return stylize_prepared(content, styles, s, stylizer, progress, consume_content, stores, regions)
 
 
@@ -160,6 +167,7 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
     styles = as_list(style)
     _check_paths(content=content, style=styles, output=output)
     s.check_styles(len(styles))
+    resolve_device(s.device)  # a GPU asked for and missing: before any file is read
     out = check_output_path(output, inputs=(content, *styles, *([s.mask] if s.mask is not None else [])))
     s.check_output(out)
     w, h = probe_image(content, s.max_pixels, role="content", long_side=s.output_px, max_bytes=s.decode_limit())
@@ -190,7 +198,8 @@ def _stylize_in_ram(content, styles: list, out: Path, s: Settings, stylizer: Sty
                     progress: Progress | None) -> FileResult:
     c = read_image(content, s.output_px, s.max_pixels, role="content", max_bytes=s.decode_limit())
     with read_styles(styles, s) as st:
-        regions = load_regions(s.mask, c.size, len(styles), s.max_pixels, max_bytes=s.decode_limit()) if s.mask else None
+        regions = (load_regions(s.mask, c.size, len(styles), s.max_pixels, max_bytes=s.decode_limit())
+                   if s.mask is not None else None)
         t0 = time.perf_counter()
         stylizer = stylizer or build_stylizer(s)
         content_rgb, c.rgb = c.rgb, None  # the engine reuses this buffer: hold no second reference

@@ -6,7 +6,7 @@ paths. :func:`as_rgb` accepts each of these, resizes to the settings' long side 
 read would (the same Lanczos resampler, clamped), and refuses what it cannot read without
 guessing (a float image outside [0, 1], an alpha channel, NaN) with one line naming the
 input: an image given as 0–255 floats would otherwise be clipped into a white picture
-without a word.
+without a word. An alpha channel that is opaque everywhere carries nothing and is dropped.
 """
 from __future__ import annotations
 
@@ -19,23 +19,34 @@ from stylize.engine.resample import resize
 from .image_guard import ImageError, Limits
 from .imageio import read_image, target_size
 
-CHANNELS = (1, 3)  # grey or RGB; 2 and 4 carry alpha, which only stylize_file passes through
+CHANNELS = (1, 3)  # grey or RGB
+WITH_ALPHA = (2, 4)  # grey or RGB and alpha: taken when the alpha is opaque throughout, refused otherwise
 SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
 def _channels_first(a: np.ndarray, role: str) -> np.ndarray:
-    """(H, W), (C, H, W) or (H, W, C) with C in 1, 3 → (C, H, W), a view. An array that could be
-    either, (3, H, 3), is taken as channels-first, the layout the engine documents."""
+    """(H, W), (C, H, W) or (H, W, C) with C in 1, 3 (or 2, 4 with alpha) → (C, H, W), a view.
+    An array that could be either, (3, H, 3), is taken as channels-first, the layout the engine
+    documents."""
     if a.ndim == 2:
         return a[None]
-    if a.ndim == 3 and a.shape[0] in CHANNELS:
-        return a
-    if a.ndim == 3 and a.shape[-1] in CHANNELS:
-        return np.moveaxis(a, -1, 0)
-    if a.ndim == 3 and 4 in (a.shape[0], a.shape[-1]):
-        raise ImageError(f"{role}: a {a.shape} array has an alpha channel; pass RGB (stylize_file passes "
-                         "alpha through)")
+    for channels in (CHANNELS, WITH_ALPHA):
+        if a.ndim == 3 and a.shape[0] in channels:
+            return a
+        if a.ndim == 3 and a.shape[-1] in channels:
+            return np.moveaxis(a, -1, 0)
     raise ImageError(f"{role}: a {a.shape} array is not an image: use (3, H, W), (H, W, 3) or (H, W)")
+
+
+def _without_opaque_alpha(chw: np.ndarray, role: str) -> np.ndarray:
+    """(2 or 4, H, W) → (1 or 3, H, W) when the alpha is at full scale everywhere (a PNG saved
+    as RGBA that has no transparency); one with transparent pixels is refused, never flattened
+    onto a colour nobody chose."""
+    full = SCALES.get(chw.dtype, 1.0 if chw.dtype.kind == "f" else None)
+    if full is None or not (chw[-1] == full).all():
+        raise ImageError(f"{role}: the image has an alpha channel with transparent pixels; pass RGB "
+                         "(stylize_file passes alpha through)")
+    return chw[:-1]
 
 
 def _to_unit(a: np.ndarray, role: str) -> np.ndarray:
@@ -54,12 +65,26 @@ def _to_unit(a: np.ndarray, role: str) -> np.ndarray:
     return a
 
 
+PIL_AS_IS = ("RGB", "L", "I;16", "I;16L", "I;16B", "I", "F", "RGBA", "LA")  # values NumPy reads with their scale
+
+
+def _pil_pixels(image) -> np.ndarray:
+    """(C, H, W) or (H, W): a PIL image's own values where NumPy reads them as they are, so that 16-bit, float and
+    alpha images meet the same checks as arrays (``convert("RGB")`` would clip a 16-bit image
+    to white, an ``F`` one in [0, 1] to black, and drop transparency without a word); palette,
+    CMYK, YCbCr and bilevel images are made RGB."""
+    if image.mode not in PIL_AS_IS:
+        image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+    a = np.asarray(image)
+    return np.moveaxis(a, -1, 0) if a.ndim == 3 else a  # (H, W, C) → (C, H, W): never a guess
+
+
 def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | None = None,
            max_bytes: int | None = None) -> np.ndarray:
     """Any image object → (3, H', W') float32 in [0, 1], its long side ``long_side`` (None keeps it).
 
     ``image``: a file path (read as ``stylize_file`` reads it, EXIF orientation applied); a PIL
-    image (converted to RGB); a torch tensor (any device) or NumPy array, (3, H, W), (H, W, 3)
+    image (RGB, grey, 16-bit or float as its values say; other modes made RGB); a torch tensor (any device) or NumPy array, (3, H, W), (H, W, 3)
     or (H, W), uint8, uint16 or float in [0, 1]. An array already (3, H, W) float32 at its size
     is returned as is, not copied. ``role`` ("content", "style") names it in errors.
     """
@@ -67,9 +92,10 @@ def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | Non
         kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
         return read_image(image, long_side, role=role, max_bytes=max_bytes, **kwargs).rgb
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-        image = image.convert("RGB")
+        image = _pil_pixels(image)
     if hasattr(image, "detach"):  # a torch tensor, wherever it lives
-        image = image.detach().cpu().numpy()
+        image = image.detach().cpu()
+        image = (image.float() if str(image.dtype) == "torch.bfloat16" else image).numpy()  # NumPy has no bf16
     try:
         a = np.asarray(image)
     except (TypeError, ValueError, RuntimeError) as e:
@@ -77,6 +103,8 @@ def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | Non
     if a.dtype == object or a.dtype.kind not in "uif":
         raise ImageError(f"{role}: not an image ({type(image).__name__} of {a.dtype})")
     chw = _channels_first(a, role)
+    if chw.shape[0] in WITH_ALPHA:
+        chw = _without_opaque_alpha(chw, role)
     _, h, w = chw.shape
     limits = Limits(max_pixels or np.iinfo(np.int64).max, 0, 0, "--max-pixels")  # only its pixel checks
     limits.check_pixels(role, w, h)

@@ -72,10 +72,11 @@ class PairWorker:
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
     def style(self, path: Path) -> tuple[StyleOutcome, float]:
-        """One style's statistics, computed here once and then shared with every worker."""
+        """One style's statistics, computed here once and then shared with every worker (or, where
+        the local batch would not cache them, e.g. ``--preserve-color style``, the style image)."""
         stylizer = self.batch._get_stylizer()
         try:
-            stats, seconds = StyleCache(self.batch.opts).get(path, stylizer)
+            stats, seconds = StyleCache(self.batch.opts, self.batch.cache_style).get(path, stylizer)
         except ImageError as e:
             return (None, str(e)), 0.0
         return (stats, None), seconds

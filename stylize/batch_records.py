@@ -9,11 +9,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sys
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock
 from typing import Callable
+
+from stylize.engine.errors import UserError
 
 from .batch_files import Pair
 from .image_guard import describe_error
@@ -110,8 +114,16 @@ class BatchInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
+def is_bug(e: BaseException) -> bool:
+    """Not a file, a setting, the disk or memory: what the command line shows with its traceback."""
+    return not isinstance(e, (UserError, OSError, MemoryError)) and "out of memory" not in str(e).lower()
+
+
 def failure_reason(e: BaseException, path: Path | None = None) -> str:
-    """One line; an ImageError's leading 'PATH: ' is dropped (the record names the file)."""
+    """One line; an ImageError's leading 'PATH: ' is dropped (the record names the file).
+
+    A bug fails its pair and the batch goes on, but it is not reduced to that line: its
+    traceback goes to stderr (a Ray worker's stderr reaches the driver's console)."""
     msg = (str(e).strip().splitlines() or [""])[0]
     if path is not None and msg.startswith(f"{path}: "):
         msg = msg[len(f"{path}: "):]
@@ -119,6 +131,11 @@ def failure_reason(e: BaseException, path: Path | None = None) -> str:
         msg = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
     if "out of memory" in msg.lower():
         msg += " (lower --max-memory or --tile)"
+    if is_bug(e):
+        sys.stderr.write("stylize batch: internal error (a bug, not a problem with your input; please report it "
+                         "with this traceback); the pair fails and the batch goes on\n"
+                         + "".join(traceback.format_exception(e)))
+        msg += " (internal error: traceback on stderr)"
     return msg
 
 

@@ -100,6 +100,11 @@ class Batch:
         if report_path is not None and not Path(report_path).parent.is_dir():
             raise ImageError(f"{report_path}: folder {Path(report_path).parent} does not exist")
         self.styles = check_styles([Path(s) for s in as_list(styles)])  # one path, or several
+        for style in self.styles:  # a style over --max-pixels stops the batch now, not each pair later
+            probe_image(style, self.opts.max_pixels, role="style", long_side=self.opts.style_px,
+                        max_bytes=self.opts.decode_limit())
+        if self.opts.mask is not None and Path(self.opts.mask).is_file():
+            probe_image(self.opts.mask, self.opts.max_pixels, role="mask", max_bytes=self.opts.decode_limit())
         found = find_photos(self.photos_dir, exclude=self.out_dir)
         self.ignored, self.unreadable = found.ignored, found.unreadable
         if not found.photos:
@@ -111,6 +116,9 @@ class Batch:
         self.skipped = [p for p in self.pairs if done(p)]
         self.pending = [p for p in self.pairs if not done(p)]
         self.report_path = Path(report_path) if report_path else self.out_dir / REPORT_NAME
+        inputs = [*self.styles, *found.photos, *([Path(self.opts.mask)] if self.opts.mask is not None else [])]
+        if self.report_path.exists() and any(self.report_path.samefile(p) for p in inputs if p.exists()):
+            raise ImageError(f"{self.report_path}: the report would overwrite an input")
         # Recolouring the style to each photo's palette makes its statistics the photo's too.
         self.cache_style = cache_style and self.opts.preserve_color != "style"
         self.overlap_io = overlap_io

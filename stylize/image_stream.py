@@ -27,7 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
-from stylize.engine.atomic import atomic_path
+from stylize.engine.atomic import atomic_path, remove_stale_parts
 from stylize.engine.resample import resize_strips
 from stylize.engine.store import Store, StoreFactory, read_rows
 
@@ -111,26 +111,36 @@ def _fill(store: Store, image: np.ndarray) -> Store:
 
 def write_store(path: str | os.PathLike, rgb: Store, alpha: Store | None = None, *, quality: int = 95,
                 bits: int = 8) -> Path:
-    """Encode a store into ``path`` (format from the suffix), strip by strip, atomically."""
+    """Encode a store into ``path`` (format from the suffix), strip by strip, atomically.
+    As :func:`stylize.imageio.write_image`: what a killed run left beside ``path`` goes first, and a
+    full disk or a failed encode is one line naming the file."""
     path = Path(path)
     fmt = WRITERS[path.suffix.lower()]
     _, h, w = rgb.shape
-    with atomic_path(path) as tmp:
-        strips = _pixel_strips(rgb, alpha if fmt != "JPEG" else None, bits)
-        if fmt == "PNG":
-            _write_png(tmp, w, h, 4 if alpha is not None else 3, bits, strips)
-        elif fmt == "TIFF":
-            _write_tiff(tmp, w, h, 4 if alpha is not None else 3, bits, strips)
-        elif _has_vips():
-            _write_jpeg(tmp, w, h, strips, quality)
-        else:
-            from PIL import Image
-
-            whole = np.empty((h, w, 3), np.uint8)
-            for y0, block in strips:
-                whole[y0:y0 + block.shape[0]] = block
-            Image.fromarray(whole).save(tmp, format="JPEG", quality=int(quality), subsampling=0)
+    remove_stale_parts(path)
+    try:
+        with atomic_path(path) as tmp:
+            _encode_strips(tmp, fmt, w, h, _pixel_strips(rgb, alpha if fmt != "JPEG" else None, bits),
+                           4 if alpha is not None and fmt != "JPEG" else 3, bits, quality)
+    except OSError as e:  # ENOSPC, EIO (libvips's failures are raised as EIO)
+        raise ImageError(f"{path}: cannot write ({describe_error(e)})") from None
     return path
+
+
+def _encode_strips(tmp: Path, fmt: str, w: int, h: int, strips, channels: int, bits: int, quality: int) -> None:
+    if fmt == "PNG":
+        _write_png(tmp, w, h, channels, bits, strips)
+    elif fmt == "TIFF":
+        _write_tiff(tmp, w, h, channels, bits, strips)
+    elif _has_vips():
+        _write_jpeg(tmp, w, h, strips, quality)
+    else:
+        from PIL import Image
+
+        whole = np.empty((h, w, 3), np.uint8)
+        for y0, block in strips:
+            whole[y0:y0 + block.shape[0]] = block
+        Image.fromarray(whole).save(tmp, format="JPEG", quality=int(quality), subsampling=0)
 
 
 def _pixel_strips(rgb: Store, alpha: Store | None, bits: int):

@@ -2,10 +2,11 @@
 
 Two kinds of mask, told apart by their colours:
 
-* a **label mask**: a few flat colours (at most one more than there are styles). Labels are
+* a **label mask**: as many flat colours as there are styles, or one more. Labels are
   ordered by brightness; with as many labels as styles, the i-th label gets the i-th style;
-  with one label more, the darkest label keeps the photo unstyled. A mask of one label is the
-  unmasked run.
+  with one label more, the darkest label keeps the photo unstyled. With one style, a mask of
+  one label is the unmasked run; fewer colours than styles (a style that would never be
+  painted) is refused, unless the mask is grey, which makes it a soft mask.
 * a **soft mask**: a grayscale image with gradients (more levels than labels could be). White
   is the last style, black the first (or, with a single style, the photo), grays blend them.
 
@@ -70,7 +71,7 @@ class MaskKind:
 
 def _classify(labels: np.ndarray, grey: bool, n_styles: int, path) -> MaskKind:
     """A mask's kind from its distinct colours (sorted keys) and whether it is grey throughout."""
-    if len(labels) <= n_styles + 1:
+    if n_styles <= len(labels) <= n_styles + 1:  # fewer colours than styles would leave a style unused
         rgb = np.stack([(labels >> 16) & 255, (labels >> 8) & 255, labels & 255]).astype(np.float64)
         order = np.argsort(rgb.T @ np.array([0.299, 0.587, 0.114]), kind="stable")
         rank = np.empty_like(order)

@@ -19,7 +19,7 @@ import numpy as np
 
 from stylize.engine.color import MODES as COLOR_MODES
 from stylize.engine.errors import UserError
-from stylize.engine.backend import resolve_device
+from stylize.engine.backend import parse_device, resolve_device
 from stylize.engine.memory import check_host_budget, current_rss, default_cpu_budget, parse_size
 from stylize.engine.stroke_scale import AUTO, WORKING_LONG_SIDE, parse_stroke_scale
 from stylize.engine.wct import TRANSFORMS
@@ -158,9 +158,17 @@ class Settings:
             set_("tile", as_number("--tile", self.tile, int))
         for name in ("mask", "scratch", "weights_dir"):
             check_path("--" + name.replace("_", "-"), getattr(self, name))
+        if self.mask == "":
+            raise SettingsError("--mask is an empty path (None means no mask)")
+        if self.mask is not None and not Path(self.mask).exists():  # a file, or a folder of them for a batch
+            raise SettingsError(f"--mask {self.mask}: no such file or folder")
         if not isinstance(self.half, (bool, np.bool_)):
             raise SettingsError(f"--half is True or False, got {self.half!r}")
         set_("device", str(self.device))
+        try:
+            parse_device(self.device)
+        except UserError as e:
+            raise SettingsError(f"--device: {e}") from None
         set_("levels", parse_levels(self.levels))
         self.output_px, self.style_px, self.memory_bytes  # parse now: errors before any work
         if not 0.0 <= self.alpha <= 1.0:
@@ -185,7 +193,7 @@ class Settings:
             raise SettingsError(f"--backend {self.backend}: {e}") from None
         if self.memory_bytes and resolve_device(self.device).type == "cpu":
             check_host_budget(self.memory_bytes)
-        if self.half and self.device == "cpu":
+        if self.half and getattr(parse_device(self.device), "type", None) == "cpu":
             raise SettingsError("--half needs a CUDA device: fp16 convolutions are slow or missing on CPU")
         if self.tile is not None and self.tile < 16:
             raise SettingsError(f"--tile must be at least 16 px, got {self.tile}")

@@ -174,6 +174,26 @@ def test_a_failed_write_is_reported_and_the_batch_goes_on(two_photos, tmp_path):
     assert "is a directory" in summary.failed[0].reason
 
 
+def test_a_bug_in_one_pair_fails_it_keeps_its_traceback_and_the_batch_goes_on(two_photos, tmp_path, monkeypatch,
+                                                                              capsys):
+    import stylize.batch_runner as runner
+
+    real, calls = runner.stylize_prepared, []
+
+    def first_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("a bug planted by the test")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "stylize_prepared", first_fails)
+    summary = run_batch(two_photos, STYLES[0], tmp_path / "out", OPTS)
+    assert len(summary.done) == 1 and len(summary.failed) == 1
+    assert summary.failed[0].reason == "TypeError: a bug planted by the test (internal error: traceback on stderr)"
+    err = capsys.readouterr().err
+    assert "internal error (a bug" in err and "Traceback" in err and 'raise TypeError("a bug planted' in err
+
+
 @pytest.fixture
 def ctrl_c_raises():
     """SIGINT as a terminal delivers it. A test run as a background job of a shell without job
@@ -272,12 +292,15 @@ def test_names_clashes_and_nested_output_folder(tmp_path):
     (["PHOTOS", STYLES[0], "--format", "gif"], "bad --format"),
     (["PHOTOS", STYLES[0], "--bits", "16"], "needs --format tif"),
     (["PHOTOS", STYLES[0], "--levels", "7"], "bad --levels"),
+    (["PHOTOS", STYLES[0], "--max-pixels", "10000"], "sketch.png: image is 300x300"),  # checked from the header, not per pair
+    (["PHOTOS", STYLES[0], "--report", STYLES[0]], "the report would overwrite an input"),
+    (["PHOTOS", STYLES[0], "--mask", "missing_dir/m.png"], "--mask"),
 ])
 def test_usage_errors_are_one_line_and_compute_nothing(folder, tmp_path, args, message):
     (tmp_path / "empty_dir").mkdir()
     (tmp_path / "a_file").write_bytes(b"x")
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
-    named = ("missing_dir", "empty_dir", "a_file", "loop.png", "missing_dir/r.jsonl")
+    named = ("missing_dir", "empty_dir", "a_file", "loop.png", "missing_dir/r.jsonl", "missing_dir/m.png")
     args = [folder if a == "PHOTOS" else tmp_path / a if a in named else a for a in args]
     code, text = run(*args, *([] if "-o" in args else ["-o", tmp_path / "out"]))
     assert code == 2 and message in text and "Traceback" not in text, text

@@ -106,6 +106,24 @@ def test_ray_batch_equals_the_local_batch_and_a_rerun_skips_everything(cluster, 
     assert sorted(r["status"] for r in records(out)) == ["failed"] * 4 + ["skipped"] * 6
 
 
+def test_preserve_color_style_on_ray_equals_the_local_batch(cluster, folder, tmp_path):
+    """``--preserve-color style`` recolours each style to each photo, so the workers must share the
+    style image, not its statistics (which the engine refuses for that mode)."""
+    local_out, ray_out = tmp_path / "local", tmp_path / "ray"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_batch(folder, STYLES, local_out, OPTS.with_(preserve_color="style"))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(local.done) == 6, [r.reason for r in local.failed]
+    code, text = run(folder, *STYLES, "-o", ray_out, *SMALL, "--workers", "2", "--preserve-color", "style")
+    assert code == 1 and "done 6, skipped 0, failed 4" in text, text
+    names = outputs(local_out)
+    assert outputs(ray_out) == names and all((ray_out / n).read_bytes() == (local_out / n).read_bytes()
+                                             for n in names)
+
+
 def test_a_worker_killed_mid_run_loses_nothing(cluster, folder, local, tmp_path):
     out = tmp_path / "out"
     plan = RayBatch(folder, STYLES, out, OPTS, workers=2)

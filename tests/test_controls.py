@@ -81,6 +81,28 @@ def test_a_region_smaller_than_the_channels_is_tiled_exactly(cd16x, images, meas
     assert db >= 70.0
 
 
+def test_settings_mask_paints_regions_from_python_as_on_the_command_line(images, tmp_path):
+    """``stylize.stylize`` with ``Settings(mask=...)`` is the run with the mask's regions (it used
+    to ignore the mask and mix the styles 50/50 without a word)."""
+    import stylize
+    from stylize.masks import load_regions
+
+    content, styles = images
+    _, h, w = content.shape
+    mask = np.zeros((h, w, 3), np.uint8)
+    mask[:, w // 2:] = 255
+    Image.fromarray(mask).save(tmp_path / "halves.png")
+    settings = stylize.Settings(mask=tmp_path / "halves.png")
+    st = stylize.build_stylizer(settings)
+    by_settings = stylize.stylize(content.copy(), styles, settings, stylizer=st).image
+    regions = load_regions(tmp_path / "halves.png", (w, h), 2, settings.max_pixels)
+    by_regions = stylize.stylize(content.copy(), styles, stylize.Settings(), stylizer=st, regions=regions).image
+    mixed = stylize.stylize(content.copy(), styles, stylize.Settings(), stylizer=st).image
+    assert np.array_equal(by_settings, by_regions) and not np.array_equal(by_settings, mixed)
+    with pytest.raises(ValueError, match="give one"):
+        stylize.stylize(content.copy(), styles, settings, stylizer=st, regions=regions)
+
+
 def test_weights_one_zero_equal_the_single_style(cd16x, images):
     content, styles = images
     mixed = cd16x.stylize(content.copy(), styles, style_weights=(1, 0)).image

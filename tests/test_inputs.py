@@ -3,6 +3,7 @@ traceback, NaN or half-written file. Runs the real CLI in-process on small real 
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 import tifffile
 from PIL import Image
@@ -202,9 +203,18 @@ def test_interrupt_in_cli_is_clean(tmp_path, monkeypatch):
 def test_bad_options(tmp_path):
     for args, msg in [(["--levels", "6,1"], "levels"), (["--res", "huge"], "resolution"),
                       (["--transform", "magic"], "transform"), (["--model", "nope"], "unknown model"),
-                      (["--bits", "16"], "16-bit")]:
+                      (["--bits", "16"], "16-bit"), (["--device", "gpu"], "unknown device 'gpu'")]:
         code, text = run(PHOTO, STYLE, "-o", tmp_path / "o.png", *args)
         assert code == 2 and msg in text, (args, text)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a GPU asked for where torch sees none")
+def test_a_missing_gpu_is_one_line_before_any_file_is_read(tmp_path, monkeypatch):
+    import stylize.api as api
+
+    monkeypatch.setattr(api, "probe_image", lambda *a, **k: pytest.fail("a file was read"))
+    code, text = run(PHOTO, STYLE, "-o", tmp_path / "o.png", "--device", "cuda")
+    assert code == 2 and "no CUDA GPU is available" in text and not (tmp_path / "o.png").exists(), text
 
 
 def test_main_dispatch_runs_single_image(tmp_path):

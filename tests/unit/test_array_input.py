@@ -16,10 +16,22 @@ CHW = np.ascontiguousarray(HWC.transpose(2, 0, 1) * np.float32(1 / 255))
 @pytest.mark.parametrize("image", [
     HWC, HWC.transpose(2, 0, 1), HWC.astype(np.float64) / 255, CHW.transpose(1, 2, 0),
     (HWC.astype(np.uint16) * 257), Image.fromarray(HWC), Image.fromarray(HWC).convert("RGBA"),
+    np.dstack([HWC, np.full(HWC.shape[:2], 255, np.uint8)]),
     torch.from_numpy(CHW), torch.from_numpy(CHW).requires_grad_(),
-], ids=["hwc-uint8", "chw-uint8", "hwc-float64", "hwc-float32", "hwc-uint16", "pil", "pil-rgba", "tensor", "tensor-grad"])
+], ids=["hwc-uint8", "chw-uint8", "hwc-float64", "hwc-float32", "hwc-uint16", "pil", "pil-rgba-opaque",
+        "hwc-rgba-opaque", "tensor", "tensor-grad"])
 def test_every_layout_reads_as_the_same_image(image):
     assert np.allclose(as_rgb(image, "content"), CHW, atol=1e-6)
+
+
+def test_pil_images_keep_their_scale_16_bit_float_and_bfloat16_included():
+    """``convert("RGB")`` would clip a 16-bit image to white and an ``F`` image in [0, 1] to black."""
+    grey16 = (HWC[..., 0].astype(np.uint16) * 257)
+    expected = np.repeat(CHW[:1], 3, axis=0)
+    assert Image.fromarray(grey16).mode == "I;16"
+    assert np.allclose(as_rgb(Image.fromarray(grey16), "content"), expected, atol=1e-6)
+    assert np.allclose(as_rgb(Image.fromarray(CHW[0]), "content"), expected, atol=1e-6)  # mode F
+    assert np.allclose(as_rgb(torch.from_numpy(CHW).bfloat16(), "content"), CHW, atol=1 / 128)
 
 
 def test_a_ready_array_is_used_as_is_and_grey_becomes_rgb():
@@ -41,7 +53,9 @@ def test_a_path_and_an_array_resize_alike(tmp_path):
     (CHW * 255, r"content: float pixels must be in \[0, 1\], got \[0, 255\]: divide by 255"),
     (np.where(CHW > 0.5, np.nan, CHW), "NaN or infinite"),
     (CHW - 0.5, r"float pixels must be in \[0, 1\], got \[-0.5, 0.5\]$"),
-    (np.concatenate([CHW, CHW[:1]]), "alpha channel"),
+    (np.concatenate([CHW, CHW[:1]]), "alpha channel with transparent pixels"),
+    (Image.fromarray(np.dstack([HWC, HWC[..., :1]])), "alpha channel with transparent pixels"),
+    (Image.fromarray(HWC[..., 0]).convert("I"), "int32 pixels have no known full scale"),
     (HWC.astype(np.int64), "int64 pixels have no known full scale"),
     (HWC > 9, "not an image"),
     (None, "not an image"),

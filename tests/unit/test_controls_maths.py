@@ -11,6 +11,7 @@ from stylize.engine.resample import resize, resize_strips
 from stylize.engine.store import DiskStore, RamStore
 from stylize.engine.tiles import Box
 from stylize.engine.wct import mix_affine, tile_moments
+from stylize.image_guard import ImageError
 from stylize.masks import mask_weights
 
 RNG = np.random.default_rng(7)
@@ -64,6 +65,19 @@ def test_label_masks_order_by_brightness_and_darkest_keeps_the_photo():
     soft = np.broadcast_to(np.linspace(0, 1, 50, dtype=np.float32), (3, 4, 50))
     w, s = mask_weights(np.ascontiguousarray(soft), 1)
     assert s == [None, 0] and np.allclose(w.sum(0), 1) and w[1, 0, -1] == 1
+
+
+def test_a_label_mask_with_fewer_colours_than_styles_is_refused_not_a_style_dropped():
+    mask = np.zeros((3, 4, 6), np.float32)
+    mask[0, :, 3:] = 1.0  # black | red: two colours
+    with pytest.raises(ImageError, match="mask has 2 colours for 3 style"):
+        mask_weights(mask, 3)
+    with pytest.raises(ImageError, match="mask has 1 colours for 2 style"):
+        mask_weights(np.ascontiguousarray(mask[:, :, 3:]), 2)
+    assert mask_weights(np.ascontiguousarray(mask[:, :, 3:]), 1)[1] == [0]  # one style: everywhere
+    grey = np.full((3, 4, 6), 0.25, np.float32)  # one grey: a soft mask, a quarter of the last style
+    w, s = mask_weights(grey, 2)
+    assert s == [0, 1] and np.allclose(w[1], 0.25) and np.allclose(w[0], 0.75)
 
 
 @pytest.mark.parametrize("out_hw", [(97, 133), (301, 400), (950, 1237)])

@@ -46,9 +46,28 @@ def test_what_a_strip_raises_reaches_the_caller_and_no_output_is_left(error, tmp
         return real(s, y0, y1)
 
     monkeypatch.setattr(image_stream, "read_rows", failing)
-    with pytest.raises(type(error)):
+    expected = (ImageError, "out.jpg: cannot write") if isinstance(error, OSError) else (KeyboardInterrupt, None)
+    with pytest.raises(expected[0], match=expected[1]):  # a failing disk is one line naming the output
         write_store(tmp_path / "out.jpg", store)
     assert len(calls) == 3 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".jpg"])
+def test_a_streamed_write_removes_what_a_killed_run_left_and_a_full_disk_is_one_line(suffix, tmp_path,
+                                                                                     monkeypatch):
+    out = tmp_path / f"out{suffix}"
+    stale = tmp_path / f".out{suffix}.k1ll3d.part{suffix}"  # as atomic_path names its temporary file
+    stale.write_bytes(b"half an image")
+    write_store(out, RamStore(_image(h=40, w=30)))
+    assert out.is_file() and not stale.exists()
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(image_stream, "read_rows", full)
+    with pytest.raises(ImageError, match=f"again{suffix}: cannot write .*No space left"):
+        write_store(tmp_path / f"again{suffix}", RamStore(_image(h=40, w=30)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"out{suffix}"]
 
 
 def test_a_jpeg_past_half_the_budget_is_refused_only_without_libvips(tmp_path, monkeypatch):

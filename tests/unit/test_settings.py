@@ -21,7 +21,10 @@ def test_values_are_parsed():
     ({"max_memory": "lots"}, "--max-memory"), ({"model": "nope"}, "unknown model"),
     ({"backend": "tflite"}, "unknown backend"), ({"tile": 4}, "--tile"), ({"max_pixels": 0}, "--max-pixels"),
     ({"quality": 0}, "--quality"), ({"bits": 12}, "--bits"), ({"weights_dir": "/no/such/folder"}, "not a folder"),
-    ({"half": True, "device": "cpu"}, "half"),
+    ({"half": True, "device": "cpu"}, "half"), ({"half": True, "device": "cpu:0"}, "half"),
+    ({"device": "gpu"}, "unknown device 'gpu'"), ({"device": "CPU"}, "unknown device"),
+    ({"device": "mps"}, "unknown device 'mps': use auto, cpu, cuda or cuda:N"), ({"device": "meta"}, "unknown device"),
+    ({"mask": ""}, "--mask is an empty path"), ({"mask": "/no/such/mask.png"}, "--mask /no/such/mask.png: no such file"),
 ])
 def test_bad_values_are_one_line_errors(kwargs, message):
     with pytest.raises(SettingsError, match=message) as e:

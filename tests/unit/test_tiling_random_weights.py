@@ -110,3 +110,20 @@ def test_a_cpu_run_checks_its_budget_before_every_layer_and_only_while_tiles_run
     layers = sum(len(m.encoder) + len(m.decoder) for m in backend.modules.values())
     assert len(ceilings) > layers and max(ceilings) == (1 - SAFETY) * 2 ** 30  # an in-place ReLU asks for 0
     assert min(ceilings) < max(ceilings) - 1e5 and memory._ceiling.get() is None
+
+
+def test_a_budget_too_small_for_the_content_fails_before_any_style_is_encoded(backend, pair, monkeypatch):
+    """Every plan is made before any compute: a style's statistics (minutes for a 16K scan) are
+    not taken for a run whose content cannot fit."""
+    from stylize.engine.memory import BudgetTooSmall
+
+    encoded = []
+    real = backend.encode
+    monkeypatch.setattr(backend, "encode", lambda level, x: encoded.append(level) or real(level, x))
+    content, style = pair
+    big = np.ascontiguousarray(np.tile(content, (1, 12, 12)))  # 2052x2436: no 300-MiB plan holds it
+    with pytest.raises(BudgetTooSmall, match="least budget"):
+        Stylizer(backend, max_memory="300M").stylize(big, style)
+    assert encoded == []
+    Stylizer(backend, max_memory="1G").stylize(content, style)
+    assert encoded, "the counter sees the style's and content's encodes"
