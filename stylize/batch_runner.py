@@ -66,8 +66,10 @@ class StyleCache:
                 self._ready[style] = read_image(style, self.opts.style_px, self.opts.max_pixels,
                                                 max_bytes=self.opts.decode_limit()).rgb
         except Exception as e:
-            self._errors[style] = f"style {style}: {failure_reason(e, style)}"
-            raise ImageError(self._errors[style]) from None
+            why = f"style {style}: {failure_reason(e, style)}"
+            if isinstance(e, ImageError):  # the file's fault: every photo would meet it again
+                self._errors[style] = why
+            raise ImageError(why) from None  # else (memory held beside this photo): the next may fit
         return self._ready[style], time.perf_counter() - t
 
 

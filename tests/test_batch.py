@@ -194,6 +194,35 @@ def test_a_bug_in_one_pair_fails_it_keeps_its_traceback_and_the_batch_goes_on(tw
     assert "internal error (a bug" in err and "Traceback" in err and 'raise TypeError("a bug planted' in err
 
 
+def test_a_style_that_did_not_fit_beside_one_photo_is_tried_again_for_the_next(tmp_path):
+    """Only a file's own fault is remembered for every later photo: a budget error depends on
+    what the batch held beside that photo."""
+    from types import SimpleNamespace
+
+    from stylize.batch_runner import StyleCache
+    from stylize.engine.memory import BudgetTooSmall
+
+    calls = []
+
+    def statistics(image, held=0):
+        calls.append(held)
+        if len(calls) == 1:
+            raise BudgetTooSmall("--max-memory 1G is too small for the style", 1)
+        return {"computed": True}
+
+    cache = StyleCache(OPTS)
+    fake = SimpleNamespace(style_statistics=statistics)
+    with pytest.raises(ImageError, match="too small for the style"):
+        cache.get(STYLES[0], fake, held=900 << 20)
+    assert cache.get(STYLES[0], fake)[0] == {"computed": True} and len(calls) == 2
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(STYLES[0].read_bytes()[:200])
+    for _ in range(2):
+        with pytest.raises(ImageError, match="broken.png"):
+            cache.get(broken, fake)
+    assert len(calls) == 2 and broken in cache._errors  # read once, remembered
+
+
 @pytest.fixture
 def ctrl_c_raises():
     """SIGINT as a terminal delivers it. A test run as a background job of a shell without job
