@@ -159,7 +159,7 @@ def tiff_by_rows(page, min_pixels: int) -> bool:
 
 
 def _tiff_channels(block: np.ndarray, head: TiffLayout) -> np.ndarray:
-    bands, peak, alpha = tiff_array_bands(block, head.photometric, head.colormap)
+    bands, peak, alpha = tiff_array_bands(block, head)
     return _to_channels(bands, peak, alpha)
 
 

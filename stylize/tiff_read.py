@@ -31,6 +31,43 @@ class TiffLayout:
     photometric: int
     colormap: np.ndarray | None  # (3, 2**bits) for a palette image
     orientation: int = 1  # the Orientation tag (274), as EXIF's: applied after the resize
+    ycbcr: tuple | None = None  # uncompressed YCbCr: (luma coefficients, reference black/white or None)
+
+
+LUMA_601 = (0.299, 0.587, 0.114)  # TIFF's default YCbCrCoefficients
+
+
+def _rationals(page, code: int, n: int) -> list[float] | None:
+    """A tag of ``n`` rationals as floats (tifffile gives them flat, numerator and denominator),
+    None when the tag is absent; junk in a hostile file is a corrupt TIFF."""
+    tag = page.tags.get(code)
+    if tag is None:
+        return None
+    try:
+        flat = np.asarray(tag.value, np.float64).ravel()
+        values = flat[0::2] / flat[1::2] if flat.size == 2 * n else flat
+    except (TypeError, ValueError, ZeroDivisionError):
+        values = np.array([])
+    if values.size != n or not np.isfinite(values).all():
+        raise ImageError(f"corrupt TIFF (tag {code}: {n} numbers expected)")
+    return [float(v) for v in values]
+
+
+def _ycbcr(page, path: Path) -> tuple | None:
+    """What converting an uncompressed YCbCr page to RGB needs (tifffile returns its samples
+    as stored; a JPEG-compressed one is decoded to RGB by the codec and needs nothing)."""
+    if page.photometric != 6 or page.compression in (6, 7):
+        return None
+    if page.subsampling != (1, 1) or page.samplesperpixel < 3:
+        raise ImageError(f"{path}: unsupported TIFF (YCbCr with chroma subsampling or under 3 samples, "
+                         "not JPEG-compressed)")
+    try:
+        luma, ref = _rationals(page, 529, 3) or LUMA_601, _rationals(page, 532, 6)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}") from None
+    if luma[1] == 0 or (ref is not None and (ref[1] == ref[0] or ref[3] == ref[2] or ref[5] == ref[4])):
+        raise ImageError(f"{path}: corrupt TIFF (YCbCr coefficients {luma}, reference {ref})")
+    return tuple(luma), ref
 
 
 def _orientation(page) -> int:
@@ -54,8 +91,7 @@ def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayou
         raise ImageError(f"{path}: corrupt TIFF (a layout tag that must be a whole number is not)")
     if page.is_tiled and not all(0 < v <= MAX_TILE_SIDE for v in (page.tilewidth, page.tilelength)):
         raise ImageError(f"{path}: corrupt TIFF (tiles of {page.tilewidth} x {page.tilelength})")
-    if page.photometric == 6 and page.subsampling not in (None, (1, 1)) and page.compression not in (6, 7):
-        raise ImageError(f"{path}: unsupported TIFF (YCbCr with chroma subsampling, not JPEG-compressed)")
+    ycbcr = _ycbcr(page, path)
     planar, samples = page.planarconfig == 2, page.samplesperpixel
     if dtype is None or dtype.kind not in "buif":
         raise ImageError(f"{path}: unsupported TIFF sample format ({page.sampleformat}, {page.bitspersample} bits)")
@@ -76,7 +112,8 @@ def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayou
     ends = np.asarray(page.dataoffsets, np.uint64) + np.asarray(page.databytecounts, np.uint64)
     if ends.size and int(ends.max()) > limits.file_bytes:  # tifffile would allocate what a strip claims
         raise ImageError(f"{path}: truncated or corrupt TIFF (image data runs past the end of the file)")
-    return TiffLayout(page, shape, planar, int(page.photometric), colormap, _orientation(page))
+    photometric = 2 if page.photometric == 6 and ycbcr is None else int(page.photometric)  # JPEG decodes to RGB
+    return TiffLayout(page, shape, planar, photometric, colormap, _orientation(page), ycbcr)
 
 
 class SegmentGrid(NamedTuple):
@@ -120,12 +157,14 @@ def tiff_bands(f: BinaryIO, path: Path, limits: Limits) -> tuple[Bands, int]:
     if a.shape != head.shape:
         raise ImageError(f"{path}: truncated or corrupt TIFF (decoded {a.shape}, header says {head.shape})")
     a = a[..., None] if a.ndim == 2 else np.moveaxis(a, 0, -1) if head.planar else a
-    return tiff_array_bands(a, head.photometric, head.colormap), head.orientation
+    return tiff_array_bands(a, head), head.orientation
 
 
-def tiff_array_bands(a: np.ndarray, photometric: int, colormap: np.ndarray | None) -> Bands:
+def tiff_array_bands(a: np.ndarray, head: TiffLayout) -> Bands:
     """(H, W, S) samples → bands. Signed integers map their whole range onto [0, 1] (so
-    int16 -32768 is black, not clipped to it); min-is-white is inverted; a palette applied."""
+    int16 -32768 is black, not clipped to it); min-is-white is inverted; a palette applied;
+    YCbCr made RGB."""
+    photometric, colormap = head.photometric, head.colormap
     bilevel = a.dtype == bool
     a = a.view(np.uint8) if bilevel else a
     if photometric == 3 and colormap is not None and a.shape[2] == 1:  # palette
@@ -139,8 +178,26 @@ def tiff_array_bands(a: np.ndarray, photometric: int, colormap: np.ndarray | Non
     bands = [a[..., c] if a.dtype == np.uint8 else
              np.clip(np.nan_to_num(a[..., c].astype(np.float32) - np.float32(offset)), 0, peak)
              for c in range(a.shape[2])]
+    if head.ycbcr is not None:
+        bands = _ycbcr_to_rgb(bands, peak, *head.ycbcr) + bands[3:]
     if photometric == 5 and len(bands) >= 4:  # CMYK: ink coverage → light, as PIL converts it
         ink = [b.astype(np.float32) / peak for b in bands[:4]]
         bands = [(1 - c) * (1 - ink[3]) * peak for c in ink[:3]] + bands[4:]
     alpha = bands.pop() if len(bands) in (2, 4) else None
     return bands[:3], peak, alpha
+
+
+def _ycbcr_to_rgb(bands: list, peak: float, luma: tuple, ref: list | None) -> list:
+    """TIFF 6.0's YCbCr to RGB (section 21), reference black/white defaulting as libtiff's
+    (chroma centred on half the range); float32 bands in [0, peak]."""
+    half = (peak + 1) / 2
+    rb_y, rw_y, rb_cb, rw_cb, rb_cr, rw_cr = ref or (0.0, peak, half, peak, half, peak)
+    y, cb, cr = (np.asarray(b, np.float32) for b in bands[:3])
+    y = (y - rb_y) * np.float32(peak / (rw_y - rb_y))
+    cb = (cb - rb_cb) * np.float32((half - 1) / (rw_cb - rb_cb))
+    cr = (cr - rb_cr) * np.float32((half - 1) / (rw_cr - rb_cr))
+    lr, lg, lb = luma
+    r = y + cr * np.float32(2 - 2 * lr)
+    b = y + cb * np.float32(2 - 2 * lb)
+    g = (y - np.float32(lb) * b - np.float32(lr) * r) / np.float32(lg)
+    return [np.clip(c, 0, peak) for c in (r, g, b)]

@@ -59,6 +59,11 @@ def _write(kind: str, path, a: np.ndarray):
         tifffile.imwrite(path, rgb, rowsperstrip=rgb.shape[0])
     elif kind == "tiff-raw-strips-16bit-bigendian":
         tifffile.imwrite(path, rgb.astype(">u2") * 257, rowsperstrip=100, byteorder=">")
+    elif kind == "tiff-ycbcr":  # uncompressed YCbCr: tifffile gives the samples as stored
+        tifffile.imwrite(path, rgb, photometric="ycbcr", subsampling=(1, 1), rowsperstrip=41)
+    elif kind == "tiff-ycbcr-planar":
+        tifffile.imwrite(path, np.moveaxis(rgb, -1, 0), photometric="ycbcr", subsampling=(1, 1),
+                         planarconfig="separate", rowsperstrip=7)
     elif kind == "tiff-jpeg-tiled":
         tifffile.imwrite(path, rgb, tile=(64, 64), compression="jpeg", photometric="rgb")
     elif kind == "webp-lossy":
@@ -73,6 +78,7 @@ KINDS = ["png-rgb", "png-rgba", "png-l", "png-la", "png-palette-transparent", "j
          "jpeg-cmyk-libvips",
          "tiff-tiled-deflate", "tiff-strips-rgba", "tiff-planar", "tiff-16bit-tiled", "tiff-float",
          "tiff-int16-gray", "tiff-jpeg-tiled", "tiff-one-strip", "tiff-raw-strips-16bit-bigendian",
+         "tiff-ycbcr", "tiff-ycbcr-planar",
          "webp-lossy", "webp-lossy-rgba", "webp-lossless-rgba"]
 SUFFIX = {"png": "x.png", "jpeg": "x.jpg", "tiff": "x.tif", "webp": "x.webp"}
 
@@ -90,6 +96,23 @@ def test_rows_give_the_pixels_of_a_whole_read(kind, long_side, tmp_path):
     assert (got[0].alpha is None) == (whole.alpha is None)
     if whole.alpha is not None:
         assert np.array_equal(got[0].alpha, whole.alpha)
+
+
+def test_an_uncompressed_ycbcr_tiff_shows_the_colours_pillow_shows_and_a_broken_one_is_refused(tmp_path):
+    """tifffile returns YCbCr samples as stored; they used to be taken for RGB (a mean error of
+    97 levels on this image). A YCbCr page with one sample, from the fuzz harness (seed 29, case
+    11543), was decoded by rows and refused whole: both now refuse it from its header."""
+    a = _pixels()[..., :3]
+    tifffile.imwrite(tmp_path / "y.tif", a, photometric="ycbcr", subsampling=(1, 1))
+    shown = np.asarray(Image.open(tmp_path / "y.tif").convert("RGB"), np.float32) / 255
+    ours = read_image(tmp_path / "y.tif").rgb.transpose(1, 2, 0)
+    assert np.abs(ours - shown).max() <= 1 / 255 and np.abs(ours - a / 255).mean() > 0.1
+    tifffile.imwrite(tmp_path / "g.tif", a[..., 0])
+    with tifffile.TiffFile(tmp_path / "g.tif", mode="r+b") as tf:
+        tf.pages[0].tags["PhotometricInterpretation"].overwrite(6)
+    for read in (lambda p: read_image(p), lambda p: read_by_rows(p, None, 10**9, _into_ram([]))):
+        with pytest.raises(ImageError, match="g.tif: unsupported TIFF .YCbCr"):
+            read(tmp_path / "g.tif")
 
 
 @pytest.mark.parametrize("bands", [1, 2, 3, 4])
