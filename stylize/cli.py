@@ -84,8 +84,8 @@ def stylize(
     content: Path = typer.Argument(..., metavar="CONTENT", help="photo to stylize"),
     styles: List[Path] = typer.Argument(..., metavar="STYLE...", help="painting whose style to transfer; several "
                                         "are mixed (see --style-weights)"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="PNG, JPEG or TIFF (by extension); "
-                                          "default CONTENT_x_STYLE.png in the current folder"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="PNG, JPEG or TIFF (by extension), or a "
+                                          "folder; default CONTENT_x_STYLE.png in the current folder"),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="no progress bar or summary"),
     *, settings: Settings,
 ):
@@ -96,7 +96,8 @@ def stylize(
         if content.is_dir():
             raise UserError(f"content {content}: is a folder; for every photo in it: stylize batch {content} "
                             "STYLE... -o OUT_DIR")
-        output = output or Path(f"{content.stem}_x_{'+'.join(s.stem for s in styles)}.png")
+        named = f"{content.stem}_x_{'+'.join(s.stem for s in styles)}.png"
+        output = output / named if output is not None and output.is_dir() else output or Path(named)
         run_single(content, styles, output, settings, quiet)
 
 

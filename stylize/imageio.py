@@ -266,6 +266,9 @@ def check_output_path(path: str | os.PathLike, inputs: tuple = ()) -> Path:
         for source in inputs:
             if same_file(path, source):
                 raise ImageError(f"{path}: is one of the input files; choose another output path")
+        if not path.suffix:
+            raise ImageError(f"{path}: no file extension: name the output file (.png, .jpg or .tif) or give "
+                             "a folder that exists")
         if path.suffix.lower() not in WRITERS:
             raise ImageError(f"{path}: unsupported output format '{path.suffix}' (use .png, .jpg or .tif)")
         folder = path.parent if str(path.parent) else Path(".")

@@ -10,6 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import SHARED
+import stylize
 from stylize.cli import main
 from stylize.imageio import ImageError, read_image, write_image
 
@@ -89,9 +90,18 @@ def test_a_whole_decode_over_the_budget_left_is_refused_before_compute(tmp_path,
 
 def test_unwritable_output_fails_before_compute(tmp_path):
     for out, msg in [(tmp_path / "nope" / "o.png", "does not exist"), (tmp_path / "o.gif", "unsupported output"),
-                     (tmp_path, "is a directory")]:
+                     (tmp_path / "outdir", "no file extension: name the output file (.png, .jpg or .tif) or give a "
+                                           "folder that exists")]:
         code, text = run(PHOTO, STYLE, "-o", out)
         assert code == 2 and msg in text, text
+    with pytest.raises(ImageError, match="is a directory"):  # the Python API takes a file's path
+        stylize.stylize_file(PHOTO, STYLE, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_folder_gets_the_default_name(tmp_path):
+    code, text = run(PHOTO, STYLE, "-o", tmp_path, "--res", "64", "-q")
+    assert code == 0 and [p.name for p in tmp_path.iterdir()] == [f"{PHOTO.stem}_x_{STYLE.stem}.png"], text
     # A folder nobody may create files in, root included (tests often run as root in CI).
     code, text = run(PHOTO, STYLE, "-o", "/proc/o.png")
     assert code == 2 and "cannot write" in text, text
