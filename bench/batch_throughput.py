@@ -91,8 +91,11 @@ def timed(cmd: list[str], label: str) -> dict:
     return {"label": label, "rc": proc.returncode, "wall_s": wall}
 
 
+CLI_MODULE = "stylize.cli"  # what the ``stylize`` command runs, for both the batch and the loop
+
+
 def batch_cmd(photos: Path, styles: list[Path], out: Path, res: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "stylize.cli", "batch", str(photos), *map(str, styles), "-o", str(out),
+    return [sys.executable, "-m", CLI_MODULE, "batch", str(photos), *map(str, styles), "-o", str(out),
             "--res", res, "-q", *extra]
 
 
@@ -107,7 +110,7 @@ def loop_script(photos: list[Path], styles: list[Path], out: Path, res: str, ext
     lines = [f"mkdir -p {shlex.quote(str(out))}", f"for photo in {' '.join(shlex.quote(str(p)) for p in photos)}; do",
              f"  for style in {' '.join(shlex.quote(str(s)) for s in styles)}; do",
              '    name=$(basename "$photo"); sname=$(basename "$style")',
-             f'    {py} -m engine.cli "$photo" "$style" -o {shlex.quote(str(out))}/"${{name%.*}}__${{sname%.*}}.png" '
+             f'    {py} -m {CLI_MODULE} "$photo" "$style" -o {shlex.quote(str(out))}/"${{name%.*}}__${{sname%.*}}.png" '
              f'{opts} || echo "failed: $photo"', "  done", "done"]
     return "\n".join(lines)
 
@@ -168,6 +171,9 @@ def main() -> None:
             run["style_s"] = {r["style"].rsplit("/", 1)[-1]: r["style_seconds"] for r in rows if r["style_seconds"]}
             runs.setdefault(label, []).append(run)
 
+    short = {label: r["pairs"] for label, rs in runs.items() for r in rs if r["pairs"] != n}
+    if short:  # a comparison with a variant that failed is no comparison
+        raise SystemExit(f"pairs done out of {n}: {short}; see the runs' output above")
     best = {label: min(rs, key=lambda r: r["wall_s"]) for label, rs in runs.items()}
     print(f"\n{'run (fastest of ' + str(args.rounds) + ')':<28}{'pairs':>6}{'wall s':>9}{'images/min':>12}"
           f"{'engine s':>10}{'read+write s':>14}")
@@ -186,6 +192,7 @@ def main() -> None:
           f"{noover['io_s']:.1f}s in the --no-overlap run: the most the threads can hide")
     (args.out / "throughput.json").write_text(json.dumps({"res": args.res, "subset": chosen, "styles": STYLES,
                                                           "runs": runs}, indent=2))
+
 
 if __name__ == "__main__":
     main()

@@ -171,6 +171,10 @@ def stylize_file(content: str | os.PathLike, style: str | os.PathLike | list, ou
     out = check_output_path(output, inputs=(content, *styles, *([s.mask] if s.mask is not None else [])))
     s.check_output(out)
     w, h = probe_image(content, s.max_pixels, role="content", long_side=s.output_px, max_bytes=s.decode_limit())
+    for st in styles:  # every header before anything is decoded: a bad style is not found after the photo's read
+        probe_image(st, s.max_pixels, role="style", long_side=s.style_px, max_bytes=s.decode_limit())
+    if s.mask is not None:
+        probe_image(s.mask, s.max_pixels, role="mask", max_bytes=s.decode_limit())
     check_writable(out, h, w, s.budget_bytes)
     if s.store == "ram" or (s.store == "auto" and fits_in_ram(h, w, s.budget_bytes)):
         return _stylize_in_ram(content, styles, out, s, stylizer, progress)

@@ -183,3 +183,17 @@ def test_a_childs_peak_rss_is_its_own_not_its_parents():
     assert 100 << 20 < r.peak_rss_bytes < held.nbytes, r.peak_rss_bytes / 2**20
     slow = run_child([sys.executable, "-c", "import time; time.sleep(60)"], timeout=1)
     assert slow.timed_out and slow.returncode == -9 and slow.wall_s < 30
+
+
+def test_the_batch_benchs_shell_loop_runs_the_command_it_compares_with(tmp_path):
+    """The loop of single ``stylize`` commands once ran a module that had moved: every pair
+    failed and the comparison divided by zero."""
+    from conftest import SHARED
+    from stylize.bench.batch_throughput import loop_script
+
+    photo = SHARED / "images/content/golden_gate.jpg"
+    style = SHARED / "images/style/sketch.png"
+    script = loop_script([photo], [style], tmp_path / "loop", "64", [])
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "failed" not in run.stdout, run.stdout + run.stderr
+    assert [p.name for p in (tmp_path / "loop").iterdir()] == ["golden_gate__sketch.png"]

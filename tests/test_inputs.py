@@ -295,3 +295,15 @@ def test_the_python_api_names_what_it_was_given_wrongly(tmp_path):
         stylize.stylize_file(PHOTO, [], tmp_path / "o.png")
     with pytest.raises(stylize.UserError, match="no style given"):
         stylize.stylize(np.zeros((3, 8, 8), np.float32), [])
+
+
+def test_every_header_is_checked_before_the_photo_is_decoded(tmp_path, monkeypatch):
+    import stylize.api as api
+
+    (tmp_path / "notes.png").write_text("not a PNG")
+    monkeypatch.setattr(api, "read_image", lambda *a, **k: pytest.fail("the photo was decoded"))
+    for extra, message in [((tmp_path / "notes.png",), "style .*notes.png: not an image"),
+                           ((), "mask .*notes.png: not an image")]:
+        settings = stylize.Settings(mask=tmp_path / "notes.png") if not extra else stylize.Settings()
+        with pytest.raises(ImageError, match=message):
+            stylize.stylize_file(PHOTO, [STYLE, *extra], tmp_path / "o.png", settings)
