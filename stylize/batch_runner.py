@@ -32,7 +32,7 @@ from .batch_files import Pair, check_styles, find_photos, output_format, plan_pa
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
 from .batch_records import (REPORT_NAME, BatchInterrupted, BatchSummary, PairResult, Report, exclusive,
                             failure_reason)
-from .image_stream import fits_in_ram
+from .image_stream import check_writable, fits_in_ram
 from .imageio import ImageError, probe_image, read_image, write_image
 from .masks import load_regions
 from .settings import Settings
@@ -161,6 +161,8 @@ class Batch:
     def _read(self, group: list[Pair]):
         path = self.photos_dir / group[0].photo
         w, h = probe_image(path, self.opts.max_pixels, long_side=self.opts.output_px, max_bytes=self.opts.decode_limit())
+        for pair in group:  # a size its format cannot hold (a JPEG past 65,500 px) fails now, not after compute
+            check_writable(pair.output, h, w, self.opts.budget_bytes)
         if self.opts.store == "disk" or (self.opts.store == "auto" and not fits_in_ram(h, w, self.opts.budget_bytes)):
             return Streamed(path, (w, h))
         return read_image(path, self.opts.output_px, self.opts.max_pixels, max_bytes=self.opts.decode_limit())

@@ -223,6 +223,19 @@ def test_a_style_that_did_not_fit_beside_one_photo_is_tried_again_for_the_next(t
     assert len(calls) == 2 and broken in cache._errors  # read once, remembered
 
 
+def test_a_photo_its_output_format_cannot_hold_fails_before_compute(tmp_path, monkeypatch):
+    d = tmp_path / "photos"
+    photo("golden_gate.jpg", d / "ok.png", (40, 30), "PNG")
+    Image.new("RGB", (65_600, 3), (90, 120, 200)).save(d / "panorama.png")  # wider than JPEG allows
+    computed = []
+    real = Stylizer.stylize
+    monkeypatch.setattr(Stylizer, "stylize", lambda self, content, *a, **k: computed.append(content.shape)
+                        or real(self, content, *a, **k))
+    summary = run_batch(d, STYLES[0], tmp_path / "out", Settings(style_resolution=128), fmt="jpg")
+    assert [r.pair.photo.name for r in summary.done] == ["ok.png"] and computed == [(3, 30, 40)]
+    assert "JPEG cannot hold 65600x3" in summary.failed[0].reason
+
+
 @pytest.fixture
 def ctrl_c_raises():
     """SIGINT as a terminal delivers it. A test run as a background job of a shell without job
