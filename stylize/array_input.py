@@ -69,10 +69,10 @@ PIL_AS_IS = ("RGB", "L", "I;16", "I;16L", "I;16B", "I", "F", "RGBA", "LA")  # va
 
 
 def _pil_pixels(image) -> np.ndarray:
-    """(C, H, W) or (H, W): a PIL image's own values where NumPy reads them as they are, so that 16-bit, float and
-    alpha images meet the same checks as arrays (``convert("RGB")`` would clip a 16-bit image
-    to white, an ``F`` one in [0, 1] to black, and drop transparency without a word); palette,
-    CMYK, YCbCr and bilevel images are made RGB."""
+    """(C, H, W) or (H, W): a PIL image's own values where NumPy reads them as they are, so
+    that 16-bit, float and alpha images meet the same checks as arrays (``convert("RGB")``
+    would clip a 16-bit image to white, an ``F`` one in [0, 1] to black, and drop transparency
+    without a word); palette, CMYK, YCbCr and bilevel images are made RGB."""
     if image.mode not in PIL_AS_IS:
         image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
     a = np.asarray(image)
@@ -84,9 +84,10 @@ def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | Non
     """Any image object → (3, H', W') float32 in [0, 1], its long side ``long_side`` (None keeps it).
 
     ``image``: a file path (read as ``stylize_file`` reads it, EXIF orientation applied); a PIL
-    image (RGB, grey, 16-bit or float as its values say; other modes made RGB); a torch tensor (any device) or NumPy array, (3, H, W), (H, W, 3)
-    or (H, W), uint8, uint16 or float in [0, 1]. An array already (3, H, W) float32 at its size
-    is returned as is, not copied. ``role`` ("content", "style") names it in errors.
+    image (RGB, grey, 16-bit or float as its values say; other modes made RGB); a torch tensor
+    (any device) or NumPy array, (3, H, W), (H, W, 3) or (H, W), uint8, uint16 or float in [0, 1].
+    An array already (3, H, W) float32 at its size is returned as is, not copied. ``role``
+    ("content", "style") names it in errors.
     """
     if isinstance(image, (str, os.PathLike)):
         kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}

@@ -33,7 +33,7 @@ from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterTh
 from .batch_records import (REPORT_NAME, BatchInterrupted, BatchSummary, PairResult, Report, exclusive,
                             failure_reason)
 from .image_stream import check_writable, fits_in_ram
-from .imageio import ImageError, probe_image, read_image, write_image
+from .imageio import ImageError, probe_image, read_image, same_file, write_image
 from .masks import load_regions
 from .settings import Settings
 
@@ -118,8 +118,9 @@ class Batch:
         self.skipped = [p for p in self.pairs if done(p)]
         self.pending = [p for p in self.pairs if not done(p)]
         self.report_path = Path(report_path) if report_path else self.out_dir / REPORT_NAME
-        inputs = [*self.styles, *found.photos, *([Path(self.opts.mask)] if self.opts.mask is not None else [])]
-        if self.report_path.exists() and any(self.report_path.samefile(p) for p in inputs if p.exists()):
+        mask = [self.opts.mask] if self.opts.mask is not None else []
+        inputs = [*self.styles, *(self.photos_dir / p for p in found.photos), *mask]  # photos: relative paths
+        if any(same_file(self.report_path, p) for p in inputs):
             raise ImageError(f"{self.report_path}: the report would overwrite an input")
         # Recolouring the style to each photo's palette makes its statistics the photo's too.
         self.cache_style = cache_style and self.opts.preserve_color != "style"

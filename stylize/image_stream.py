@@ -27,13 +27,13 @@ from typing import Iterator
 
 import numpy as np
 
-from stylize.engine.atomic import atomic_path, remove_stale_parts
 from stylize.engine.resample import resize_strips
 from stylize.engine.store import Store, StoreFactory, read_rows
 
 from .image_guard import describe_error
 from .image_orient import PNG_SIGNATURE, png_chunk
-from .imageio import BIGTIFF_THRESHOLD, WRITERS, ImageError, read_by_rows, read_image, target_size, to_integer
+from .imageio import (BIGTIFF_THRESHOLD, WRITERS, ImageError, output_file, read_by_rows, read_image, target_size,
+                      to_integer)
 
 JPEG_MAX_SIDE = 65500  # libjpeg's JPEG_MAX_DIMENSION (the format's 65535 is not reached)
 # Scratch precision, chosen by measurement: fp16 halves the bytes, but the reference pairs through
@@ -117,13 +117,9 @@ def write_store(path: str | os.PathLike, rgb: Store, alpha: Store | None = None,
     path = Path(path)
     fmt = WRITERS[path.suffix.lower()]
     _, h, w = rgb.shape
-    remove_stale_parts(path)
-    try:
-        with atomic_path(path) as tmp:
-            _encode_strips(tmp, fmt, w, h, _pixel_strips(rgb, alpha if fmt != "JPEG" else None, bits),
-                           4 if alpha is not None and fmt != "JPEG" else 3, bits, quality)
-    except OSError as e:  # ENOSPC, EIO (libvips's failures are raised as EIO)
-        raise ImageError(f"{path}: cannot write ({describe_error(e)})") from None
+    with output_file(path) as tmp:  # libvips's failures are raised as EIO
+        _encode_strips(tmp, fmt, w, h, _pixel_strips(rgb, alpha if fmt != "JPEG" else None, bits),
+                       4 if alpha is not None and fmt != "JPEG" else 3, bits, quality)
     return path
 
 

@@ -309,13 +309,22 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
         peak = 255 if bits == 8 else 65535
         a = np.round(np.clip(alpha, 0, 1) * peak).astype(pixels.dtype)[..., None]
         pixels = np.concatenate([pixels, a], axis=2)
+    with output_file(path, (OSError, ValueError)) as tmp:  # ValueError: a size the format cannot hold
+        _encode(tmp, pixels, fmt, quality)
+    return path
+
+
+@contextmanager
+def output_file(path: Path, errors: tuple = (OSError,)) -> Iterator[Path]:
+    """The temporary file an output is written to, renamed into place only when the block ends
+    well: what a killed run left beside ``path`` goes first, and ``errors`` raised while writing
+    (a full disk, EIO) become one line naming the file."""
     remove_stale_parts(path)
     try:
         with atomic_path(path) as tmp:
-            _encode(tmp, pixels, fmt, quality)
-    except (OSError, ValueError) as e:  # ENOSPC, EIO, a size the format cannot hold
+            yield tmp
+    except errors as e:
         raise ImageError(f"{path}: cannot write ({describe_error(e)})") from None
-    return path
 
 
 def _encode(tmp: Path, pixels: np.ndarray, fmt: str, quality: int) -> None:

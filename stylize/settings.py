@@ -166,7 +166,7 @@ class Settings:
             raise SettingsError(f"--half is True or False, got {self.half!r}")
         set_("device", str(self.device))
         try:
-            parse_device(self.device)
+            named = parse_device(self.device)  # None for auto
         except UserError as e:
             raise SettingsError(f"--device: {e}") from None
         set_("levels", parse_levels(self.levels))
@@ -193,7 +193,7 @@ class Settings:
             raise SettingsError(f"--backend {self.backend}: {e}") from None
         if self.memory_bytes and resolve_device(self.device).type == "cpu":
             check_host_budget(self.memory_bytes)
-        if self.half and getattr(parse_device(self.device), "type", None) == "cpu":
+        if self.half and named is not None and named.type == "cpu":
             raise SettingsError("--half needs a CUDA device: fp16 convolutions are slow or missing on CPU")
         if self.tile is not None and self.tile < 16:
             raise SettingsError(f"--tile must be at least 16 px, got {self.tile}")

@@ -37,7 +37,7 @@ class TiffLayout:
 LUMA_601 = (0.299, 0.587, 0.114)  # TIFF's default YCbCrCoefficients
 
 
-def _rationals(page, code: int, n: int) -> list[float] | None:
+def _rationals(page, code: int, n: int, path: Path) -> list[float] | None:
     """A tag of ``n`` rationals as floats (tifffile gives them flat, numerator and denominator),
     None when the tag is absent; junk in a hostile file is a corrupt TIFF."""
     tag = page.tags.get(code)
@@ -49,7 +49,7 @@ def _rationals(page, code: int, n: int) -> list[float] | None:
     except (TypeError, ValueError, ZeroDivisionError):
         values = np.array([])
     if values.size != n or not np.isfinite(values).all():
-        raise ImageError(f"corrupt TIFF (tag {code}: {n} numbers expected)")
+        raise ImageError(f"{path}: corrupt TIFF (tag {code}: {n} numbers expected)")
     return [float(v) for v in values]
 
 
@@ -61,10 +61,7 @@ def _ycbcr(page, path: Path) -> tuple | None:
     if page.subsampling != (1, 1) or page.samplesperpixel < 3:
         raise ImageError(f"{path}: unsupported TIFF (YCbCr with chroma subsampling or under 3 samples, "
                          "not JPEG-compressed)")
-    try:
-        luma, ref = _rationals(page, 529, 3) or LUMA_601, _rationals(page, 532, 6)
-    except ImageError as e:
-        raise ImageError(f"{path}: {e}") from None
+    luma, ref = _rationals(page, 529, 3, path) or LUMA_601, _rationals(page, 532, 6, path)
     if luma[1] == 0 or (ref is not None and (ref[1] == ref[0] or ref[3] == ref[2] or ref[5] == ref[4])):
         raise ImageError(f"{path}: corrupt TIFF (YCbCr coefficients {luma}, reference {ref})")
     return tuple(luma), ref

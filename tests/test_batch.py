@@ -236,6 +236,14 @@ def test_a_photo_its_output_format_cannot_hold_fails_before_compute(tmp_path, mo
     assert "JPEG cannot hold 65600x3" in summary.failed[0].reason
 
 
+def test_a_report_that_names_a_photo_is_refused_before_it_truncates_it(folder, tmp_path):
+    photo_file = folder / "a.jpg"
+    before = photo_file.read_bytes()
+    with pytest.raises(ImageError, match="the report would overwrite an input"):
+        Batch(folder, STYLES[0], tmp_path / "out", OPTS, report_path=photo_file)
+    assert photo_file.read_bytes() == before
+
+
 @pytest.fixture
 def ctrl_c_raises():
     """SIGINT as a terminal delivers it. A test run as a background job of a shell without job
