@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config(a.seed, a.max_pixels, int(a.memory_cap * (1 << 30)), a.timeout)
     if a.replay is not None:
         name, data = mutate(seed_images(), a.seed, a.replay)
+        a.keep.mkdir(parents=True, exist_ok=True)
         path = a.keep / f"case{a.replay}{Path(name).suffix}"
         path.write_bytes(data)
         print(f"{path} (from {name}):", *classify(path, 64 if a.replay % 10 == 0 else None, a.max_pixels))

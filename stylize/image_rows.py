@@ -228,7 +228,19 @@ def _raw_blocks(tf, head: TiffLayout, path: Path) -> Iterator[np.ndarray]:
         yield block
 
 
+def _streamed_by_vips(f: BinaryIO) -> bool:
+    """Whether the file starts as a JPEG, PNG or WebP: only those are given to libvips, whose
+    other loaders would parse the header of files it never streams (a corrupt AVIF's header
+    reaches libheif, whose GLib warnings go straight to stderr)."""
+    f.seek(0)
+    head = f.read(12)
+    f.seek(0)
+    return head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")) or (head[:4] == b"RIFF" and head[8:] == b"WEBP")
+
+
 def _vips_rows(f: BinaryIO, path: Path, limits: Limits, min_pixels: int) -> RowReader | None:
+    if not _streamed_by_vips(f):
+        return None
     try:
         import pyvips
     except (ImportError, OSError):  # no libvips on this platform: read whole, as before

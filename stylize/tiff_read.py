@@ -53,14 +53,20 @@ def _rationals(page, code: int, n: int, path: Path) -> list[float] | None:
     return [float(v) for v in values]
 
 
+# The compressions tifffile decodes a chroma-subsampled page from (JPEG kinds), whatever its
+# photometric: it refuses the others, so the reader by rows must too.
+SUBSAMPLED_CODECS = (6, 7, 33007, 34892)
+
+
 def _ycbcr(page, path: Path) -> tuple | None:
     """What converting an uncompressed YCbCr page to RGB needs (tifffile returns its samples
     as stored; a JPEG-compressed one is decoded to RGB by the codec and needs nothing)."""
+    if page.is_subsampled and (page.compression not in SUBSAMPLED_CODECS or page.planarconfig == 2):
+        raise ImageError(f"{path}: unsupported TIFF (chroma subsampling {page.subsampling}, not JPEG-compressed)")
     if page.photometric != 6 or page.compression in (6, 7):
         return None
-    if page.subsampling != (1, 1) or page.samplesperpixel < 3:
-        raise ImageError(f"{path}: unsupported TIFF (YCbCr with chroma subsampling or under 3 samples, "
-                         "not JPEG-compressed)")
+    if page.samplesperpixel < 3:
+        raise ImageError(f"{path}: unsupported TIFF (YCbCr with {page.samplesperpixel} samples)")
     luma, ref = _rationals(page, 529, 3, path) or LUMA_601, _rationals(page, 532, 6, path)
     if luma[1] == 0 or (ref is not None and (ref[1] == ref[0] or ref[3] == ref[2] or ref[5] == ref[4])):
         raise ImageError(f"{path}: corrupt TIFF (YCbCr coefficients {luma}, reference {ref})")

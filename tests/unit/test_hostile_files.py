@@ -24,7 +24,7 @@ from stylize.batch_files import find_photos, looks_like_image
 from stylize.batch_pipeline import WriterThread
 from stylize.batch_records import LOCK_NAME, Report, exclusive
 from stylize.bench.fuzz_corpus import bombs, seed_images
-from stylize.imageio import ImageError, check_output_path, read_image, write_image
+from stylize.imageio import ImageError, check_output_path, probe_image, read_by_rows, read_image, write_image
 
 
 @contextmanager
@@ -156,6 +156,20 @@ def test_reads_are_silent_and_close_their_files(tmp_path, capfd):
         with pytest.raises(ImageError):
             read_image(bad)
     assert len(os.listdir("/proc/self/fd")) == fds
+    assert capfd.readouterr().err == ""
+
+
+def test_a_corrupt_avif_is_refused_without_a_glib_warning(tmp_path, capfd):
+    """An AVIF whose 'ispe' box claims a height past 2**30 (fuzz seed 142, case 28636): libvips,
+    asked for the header of a format it is never used to stream, printed GLib warnings from C;
+    only JPEG, PNG and WebP signatures now reach it, and Pillow refuses the file in one line."""
+    data = seed_images()["rgb.avif"]
+    bad = tmp_path / "tall.avif"
+    bad.write_bytes(_edit(data, data.find(b"ispe") + 12, b"\x40"))
+    refused(bad, contains="not an image")
+    for read in (probe_image, lambda p: read_by_rows(p, None, 10**9, lambda *a: None)):
+        with pytest.raises(ImageError):
+            read(bad)
     assert capfd.readouterr().err == ""
 
 

@@ -111,8 +111,19 @@ def test_an_uncompressed_ycbcr_tiff_shows_the_colours_pillow_shows_and_a_broken_
     with tifffile.TiffFile(tmp_path / "g.tif", mode="r+b") as tf:
         tf.pages[0].tags["PhotometricInterpretation"].overwrite(6)
     for read in (lambda p: read_image(p), lambda p: read_by_rows(p, None, 10**9, _into_ram([]))):
-        with pytest.raises(ImageError, match="g.tif: unsupported TIFF .YCbCr"):
+        with pytest.raises(ImageError, match="g.tif: unsupported TIFF .(YCbCr|chroma)"):
             read(tmp_path / "g.tif")
+
+
+def test_a_chroma_subsampling_tag_without_jpeg_is_refused_by_rows_as_whole(tmp_path):
+    """tifffile refuses a subsampled page that is not JPEG-compressed whatever its photometric;
+    the reader by rows read such an RGB page (fuzz seed 143, case 29558: a photometric the
+    fuzzer had broken, a YCbCrSubSampling tag of (2, 2)). Both now refuse it from its header."""
+    tifffile.imwrite(tmp_path / "s.tif", _pixels()[..., :3], photometric="rgb",
+                     extratags=[(530, "H", 2, (2, 2), True)])
+    for read in (lambda p: read_image(p), lambda p: read_by_rows(p, None, 10**9, _into_ram([]))):
+        with pytest.raises(ImageError, match=r"s.tif: unsupported TIFF \(chroma subsampling \(2, 2\)"):
+            read(tmp_path / "s.tif")
 
 
 @pytest.mark.parametrize("bands", [1, 2, 3, 4])
