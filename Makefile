@@ -5,6 +5,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= $(abspath ../shared)
+# The pinned PyTorch; a machine whose pip index serves the CUDA wheel can ask for the CPU one:
+#   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+TORCH ?= torch==2.13.0
 export STYLIZE_WEIGHTS_PATH ?= $(SHARED)/weights:$(SHARED)/images
 
 .PHONY: setup demo test bench clean
@@ -12,7 +15,7 @@ export STYLIZE_WEIGHTS_PATH ?= $(SHARED)/weights:$(SHARED)/images
 $(BIN)/stylize: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

@@ -1,7 +1,7 @@
 """Throughput of ``stylize batch`` against a shell loop of single ``stylize`` commands, and
 what each batch optimisation is worth, on a generated folder of real photos.
 
-    python -m stylize.bench.batch_throughput --out out/batch-bench [--res 1k] [--subset 3] [--rounds 2] [--skip-full]
+    python -m stylize.bench.batch_throughput --out out/batch-bench [--res 1k] [--subset 3] [--rounds 1] [--skip-full]
 
 Builds OUT/photos: the project's content images plus resized / cropped / re-encoded variants
 (20 photos of mixed sizes and formats, nested folders, one without an extension), two

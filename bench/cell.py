@@ -187,10 +187,13 @@ def _engine(spec: dict, device: torch.device):
     return stylizer, random_levels
 
 
-def _check_whole_fits(stylizer, content: np.ndarray) -> None:
-    """Whole-image mode only where the engine's own estimate fits the machine."""
+def _check_whole_fits(stylizer, content: np.ndarray, style: np.ndarray) -> None:
+    """Whole-image mode only where the engine's own estimate fits the machine, planned as the
+    run plans it: two more image buffers, beside the content and the style it holds (planned
+    without them, an 8K cell passed here and then tiled level 1)."""
     _, h, w = content.shape
-    tiled = [p.level for p in stylizer.plan(h, w, extra_buffers=2) if p.tile is not None]
+    tiled = [p.level for p in stylizer.plan(h, w, extra_buffers=2, held=content.nbytes + style.nbytes)
+             if p.tile is not None]
     if tiled:
         budget = stylizer.max_memory
         raise Skip(f"whole image does not fit{f' {budget / 2**30:.1f} GiB' if budget else ''} "
@@ -216,7 +219,7 @@ def prepare(spec: dict, device: torch.device, facts: dict):
     else:
         stylizer, random_levels = _engine(spec, device)
         if spec["mode"] == "whole":
-            _check_whole_fits(stylizer, content)
+            _check_whole_fits(stylizer, content, style)
 
         def run():
             report = stylizer.stylize(content, style).report

@@ -1,9 +1,10 @@
-"""A gigapixel image in and out: BigTIFF to BigTIFF at the input's own size, time and peak RSS.
+"""A gigapixel image in and out: a BigTIFF to a tiled TIFF at the input's own size, time and peak RSS.
 
 The input is the sample content enlarged by libvips to cover ``--size`` and cropped to it, a
 tiled, deflated BigTIFF made in constant memory (how a panorama arrives). The run is the
 ``stylize`` command as a child process (peak RSS from the kernel, ``wait4``) with no ``--res``:
-it reads the TIFF by rows, keeps its images in scratch files and writes a tiled BigTIFF. The
+it reads the TIFF by rows, keeps its images in scratch files and writes a tiled TIFF (a BigTIFF
+only past 4 GB: the 40000x25000 output is 2.8 GiB). The
 output is then checked from its header and a sample of its tiles (size, no NaN, not flat).
 
     python -m stylize.bench.gigapixel --size 40000x25000 --out out/giga

@@ -6,7 +6,7 @@
 Why it is faster than a loop of ``stylize`` commands: the models load once, each style's
 statistics are computed once (they depend on the style alone) and reused for every photo,
 each photo is decoded once for all styles, and decoding the next photo and encoding the
-previous result run in worker threads while the engine computes (:mod:`engine.batch_pipeline`).
+previous result run in worker threads while the engine computes (:mod:`stylize.batch_pipeline`).
 
 Why nothing is lost: results are written atomically, so a present output is a complete one
 and a rerun skips it (``overwrite=True`` redoes it); a file that cannot be read, computed or
