@@ -51,7 +51,8 @@ def recolour(style: np.ndarray | Store, content: Moments, rel_eps: float = 1e-10
     scratch file beside it), strip by strip (the same pixels: arrays take the same strips)."""
     source = RamStore(style) if isinstance(style, np.ndarray) else style
     s = rgb_moments_of(source)
-    a = symmetric_power(content.covariance(), 0.5, rel_eps) @ symmetric_power(s.covariance(), -0.5, rel_eps)
+    a = (symmetric_power(content.covariance(), 0.5, rel_eps, floor=content.noise_floor())
+         @ symmetric_power(s.covariance(), -0.5, rel_eps, floor=s.noise_floor()))  # a flat style: its mean moved
     b = content.mean - a @ s.mean
     if isinstance(style, np.ndarray):
         out = RamStore.empty(*source.shape)

@@ -39,7 +39,8 @@ class ScratchError(UserError):
 
 
 class Store(Protocol):
-    """An image the engine reads and writes by boxes: (C, H, W) float32 at the interface."""
+    """An image the engine reads and writes by boxes: (C, H, W) float32 at the interface.
+    ``read`` may return a view of the store's own memory: a caller never writes into it."""
 
     shape: tuple[int, int, int]
 

@@ -104,13 +104,14 @@ def compose_base(source: Store, small: np.ndarray, painted: np.ndarray, base: St
 
     ``source - up(small)`` is the photo's own high frequencies (what the downscale removed);
     ``up(painted)`` is the coarse levels' painting at full size. ``base`` may be ``source``
-    itself: each strip reads only its own rows before writing them.
+    itself: each strip reads only its own rows before writing them. Otherwise ``source`` is
+    left as it was: a store's read may be a view of it (a photo of one strip is the caller's
+    own array), so the strip is composed in a new array.
     """
     _, h, w = source.shape
     ups = [resized_strips(layer, (h, w), KERNEL, strip) for layer in (small, painted)]
     for (y0, blur), (_, paint) in zip(*ups):
-        block = read_rows(source, y0, y0 + blur.shape[1])
-        block -= blur
+        block = np.subtract(read_rows(source, y0, y0 + blur.shape[1]), blur)
         block += paint
         np.clip(block, 0.0, 1.0, out=block)
         base.write(y0, 0, block)

@@ -169,13 +169,19 @@ class Stylizer:
                  regions: Regions | None = None) -> Moments | list[Moments | None]:
         """Moments of the level's features over the image; ``valid`` limits them to the
         top-left (rows, cols) of the feature grid (the features a whole-image pass has).
-        With ``regions``, one weighted moment set per region (None for an empty region)."""
+        With ``regions``, one weighted moment set per region (None for an empty region).
+
+        With ``valid``, tiles read no further than the image's real edge, not its padded one:
+        tile origins sit on the stride grid, so each layer of a border tile then floors and
+        reflects where the unpadded whole-image pass does, and the features are that pass's
+        (read to the padded edge, a tiled 1201x1020 style's level-5 covariance was 2.6 % off)."""
         g = self.backend.geometry(level)
         tiles = plan_tiles(*plan.padded, plan.tile, g.encoder_radius, g.stride)
         moments = None
         per_region: list[Moments | None] = [None] * (len(regions.styles) if regions else 0)
+        read = self._reader(image, clip=valid is not None)
         with self._host_ceiling():
-            for i, (t, f) in enumerate(tiled_map(self._reader(image), lambda x: self.backend.encode(level, x),
+            for i, (t, f) in enumerate(tiled_map(read, lambda x: self.backend.encode(level, x),
                                                  tiles, scale=1 / g.stride)):
                 counted = f
                 if valid is not None:
@@ -200,9 +206,12 @@ class Stylizer:
                     progress(level, phase, i + 1, len(tiles))
         return per_region if regions is not None else moments
 
-    def _reader(self, image: Store) -> Callable[[Box], torch.Tensor]:
+    def _reader(self, image: Store, clip: bool = False) -> Callable[[Box], torch.Tensor]:
+        """Boxes of ``image`` as (1, C, h, w) tensors on the backend's device; past its edges
+        reflected, or with ``clip`` cut at its bottom and right edges."""
         device = self.backend.device
-        return lambda box: torch.from_numpy(image.read(box))[None].to(device)
+        _, h, w = image.shape
+        return lambda box: torch.from_numpy(image.read(box.clip(h, w) if clip else box))[None].to(device)
 
     def style_statistics(self, style: np.ndarray | Store, progress: Progress | None = None,
                          held: int = 0) -> StyleStats:
@@ -271,7 +280,15 @@ class Stylizer:
         if regions is not None:
             if style_weights is not None or any(i is not None and not 0 <= i < len(styles) for i in regions.styles):
                 raise ValueError("regions pick one style each (by index into the styles); no style weights")
+            if regions.weights.shape != (len(regions.styles), *source.shape[1:]):
+                raise ValueError(f"region weights of shape {regions.weights.shape} for {len(regions.styles)} region(s) "
+                                 f"and a {source.shape[2]}x{source.shape[1]} content: one (H, W) plane per region")
             weights = [1.0] * len(styles)
+        for st in styles:  # statistics of other levels would fail after the levels they have
+            missing = [k for k in self.levels if isinstance(st, dict) and k not in st]
+            if missing:
+                raise ValueError(f"style statistics of levels {sorted(st)} lack level(s) {missing} of this run: "
+                                 "take them with the same levels")
         if len(weights) != len(styles) or not sum(weights) > 0 or min(weights) < 0:
             raise ValueError(f"{len(styles)} style(s) need as many weights >= 0 with a positive sum, got {weights}")
         if preserve_color == "style":

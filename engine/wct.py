@@ -21,6 +21,14 @@ import torch
 # a deep level has fewer features than channels, and its eigenvalues past that rank are fp32
 # rounding, not variance, which whitening would amplify into noise. They are dropped too.
 DEFAULT_REL_EPS = 1e-10
+# A variance is resolved only above the rounding of the features themselves: fp32 values of
+# magnitude |f| carry errors of about eps32·|f|, so eigenvalues under (ROUNDING · eps32)² of
+# the features' largest second moment E[f²] are noise whatever the largest eigenvalue is. The
+# relative cut cannot see that when everything is noise: a flat image's covariance is fp32
+# rounding (λ_max ~1e-12), and whitening it painted a grey wall with the style's texture (and
+# differently per tile). With the floor, its features map to the style's mean, as in the
+# paper's code (an absolute cut of 1e-5).
+ROUNDING = 64
 
 
 @dataclass
@@ -54,6 +62,15 @@ class Moments:
 
     def variance(self) -> torch.Tensor:
         return torch.diagonal(self.covariance())
+
+    def noise_floor(self) -> float:
+        """The variance fp32 rounding of features of this size makes, (ROUNDING · eps32)² ·
+        max E[f²]: below it a variance is not resolved. One figure for all channels: a
+        channel near zero carries the rounding of the layer's larger sums that cancelled to
+        it (a flat image's tiled level 3 had one at 2000 eps32² of its own E[f²], while λ_max
+        stayed under 32 eps32² of the largest)."""
+        second = self.mean.square() + self.variance().clamp_min(0)
+        return float((ROUNDING * torch.finfo(torch.float32).eps) ** 2 * second.max()) if second.numel() else 0.0
 
     def to(self, device) -> "Moments":
         return Moments(self.n, self.mean.to(device), self.m2.to(device), self.support)
@@ -89,16 +106,17 @@ def merge_moments(a: Moments | None, b: Moments) -> Moments:
 
 
 def symmetric_power(cov: torch.Tensor, power: float, rel_eps: float = DEFAULT_REL_EPS,
-                    rank: int | None = None) -> torch.Tensor:
-    """cov^power on the eigenvalues above ``rel_eps · λ_max`` and, given ``rank``, among the
-    ``rank`` largest; the rest map to zero.
+                    rank: int | None = None, floor: float = 0.0) -> torch.Tensor:
+    """cov^power on the eigenvalues above ``rel_eps · λ_max`` and ``floor`` and, given
+    ``rank``, among the ``rank`` largest; the rest map to zero.
 
     cov: (C, C) symmetric PSD, fp64. Returns (C, C) fp64. A zero matrix (flat image) gives
-    a zero matrix, never NaN: with λ_max = 0 no eigenvalue is kept.
+    a zero matrix, never NaN: with λ_max = 0 no eigenvalue is kept; nor with λ_max under
+    ``floor`` (a flat image's rounding, :meth:`Moments.noise_floor`).
     """
     evals, evecs = torch.linalg.eigh(cov)  # ascending
     lmax = evals.max()
-    keep = evals > rel_eps * lmax if lmax > 0 else torch.zeros_like(evals, dtype=torch.bool)
+    keep = evals > max(rel_eps * lmax, floor) if lmax > 0 else torch.zeros_like(evals, dtype=torch.bool)
     if rank is not None and rank < evals.shape[0]:
         keep[:evals.shape[0] - max(rank, 0)] = False
     scaled = torch.where(keep, evals.clamp_min(torch.finfo(evals.dtype).tiny).pow(power), torch.zeros_like(evals))
@@ -114,8 +132,8 @@ def wct_affine(content: Moments, style: Moments, alpha: float = 1.0,
     """
     device = content.mean.device
     style = style.to(device)
-    whiten = symmetric_power(content.covariance(), -0.5, rel_eps, content.rank_bound)
-    colour = symmetric_power(style.covariance(), 0.5, rel_eps, style.rank_bound)
+    whiten = symmetric_power(content.covariance(), -0.5, rel_eps, content.rank_bound, content.noise_floor())
+    colour = symmetric_power(style.covariance(), 0.5, rel_eps, style.rank_bound, style.noise_floor())
     t = colour @ whiten
     return _blend(t, style.mean - t @ content.mean, alpha)
 
@@ -124,13 +142,15 @@ def adain_affine(content: Moments, style: Moments, alpha: float = 1.0,
                  rel_eps: float = DEFAULT_REL_EPS) -> tuple[torch.Tensor, torch.Tensor]:
     """AdaIN (per-channel mean and std matching) as a diagonal affine map.
 
-    Channels whose content variance is (relatively) zero, dead ones included, are set to
-    the style mean instead of being divided by zero.
+    Channels whose content variance is (relatively) zero, dead ones included, or under the
+    rounding of the features (:meth:`Moments.noise_floor`) are set to the style mean
+    instead of being divided by zero or by rounding.
     """
     device = content.mean.device
     style = style.to(device)
     var_c, var_s = content.variance(), style.variance()
-    live = var_c > rel_eps * var_c.max() if var_c.max() > 0 else torch.zeros_like(var_c, dtype=torch.bool)
+    live = (var_c > rel_eps * var_c.max()) & (var_c > content.noise_floor()) if var_c.max() > 0 else \
+        torch.zeros_like(var_c, dtype=torch.bool)
     gain = torch.where(live, (var_s.clamp_min(0) / var_c.clamp_min(torch.finfo(var_c.dtype).tiny)).sqrt(),
                        torch.zeros_like(var_c))
     return _blend(torch.diag(gain), style.mean - gain * content.mean, alpha)

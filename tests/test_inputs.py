@@ -282,6 +282,29 @@ def test_the_engine_names_a_layout_it_does_not_take(cd16x):
         cd16x.style_statistics("painting.jpg")
 
 
+def test_statistics_of_other_levels_and_regions_of_another_size_are_refused_before_compute(cd16x):
+    """Statistics taken with levels 5,4,3 given to a 5..1 run failed with a bare KeyError
+    after three levels had rendered; region weights of another size than the content were
+    reflect-read past their edge and painted the wrong places. Both are ValueErrors now,
+    before any level runs."""
+    from stylize.engine.regions import Regions
+    from stylize.engine.store import RamStore
+
+    content, style = np.zeros((3, 40, 60), np.float32), np.full((3, 32, 32), 0.5, np.float32)
+    ran = []
+    stats = cd16x.style_statistics(style)
+    partial = {k: v for k, v in stats.items() if k >= 3}
+    with pytest.raises(ValueError, match=r"statistics of levels \[3, 4, 5\] lack level\(s\) \[2, 1\]"):
+        cd16x.stylize(content, partial, progress=lambda *a: ran.append(a))
+    weights = np.ones((2, 10, 10), np.float32) / 2
+    with pytest.raises(ValueError, match=r"region weights of shape \(2, 10, 10\) .* a 60x40 content"):
+        cd16x.stylize(content, [style], regions=Regions(RamStore(weights), [None, 0]),
+                      progress=lambda *a: ran.append(a))
+    with pytest.raises(ValueError, match=r"region weights of shape \(2, 40, 60\) for 3 region\(s\)"):
+        cd16x.stylize(content, [style], regions=Regions(RamStore(np.ones((2, 40, 60), np.float32)), [None, 0, 0]))
+    assert ran == []
+
+
 def test_the_python_api_names_what_it_was_given_wrongly(tmp_path):
     """stylize_file works on paths: an array is a TypeError pointing to stylize.stylize; no
     style at all is a user error in both entry points, before any model is loaded."""

@@ -35,3 +35,19 @@ def test_stroke_scale_tiled_equals_whole(cd16x, measured):
     assert db >= 45.0
     native = cd16x.stylize(content.copy(), style, stroke_scale="native").image
     assert psnr(to_uint8(whole.image), to_uint8(native)) < 30, "a factor of 3 must change the picture"
+
+
+def test_a_stroke_scale_leaves_the_callers_photo_as_it_was(cd16x):
+    """A photo of one strip (48 rows) is read back as the caller's own array: the stroke-scale
+    composition wrote into it (changing it by up to 0.84), and ``preserve_color='luminance'``
+    then took its chroma from the damaged copy."""
+    from stylize.engine.color import to_ycbcr
+
+    content = np.ascontiguousarray(read_image(PHOTO).rgb[:, 200:248, :])
+    style = read_image(STYLE, 96).rgb
+    before = content.copy()
+    kept = cd16x.stylize(content, style, stroke_scale=2, preserve_color="luminance")
+    assert np.array_equal(content, before)
+    assert kept.report.working_size is not None
+    chroma_error = np.abs(to_ycbcr(kept.image)[1:] - to_ycbcr(before)[1:]).mean()
+    assert chroma_error < 0.02, chroma_error  # clipping only (0.34 when the photo was overwritten)
