@@ -136,12 +136,17 @@ def main() -> None:
     if args.prepare_only:
         return
     runs: dict[str, list[dict]] = {}
+    full: dict = {}
     if not args.skip_full:
         out = args.out / "full"
         shutil.rmtree(out, ignore_errors=True)
         full = timed(batch_cmd(photos, styles, out, args.res, extra), "batch, 20 photos")
-        done = sum(r["status"] == "done" for r in report(out))
-        print(f"  20-photo batch: {done} pairs in {full['wall_s']:.1f}s = {60 * done / full['wall_s']:.2f} images/min")
+        rows = report(out)
+        full.update(pairs=sum(r["status"] == "done" for r in rows), failed=sum(r["status"] == "failed" for r in rows),
+                    engine_s=sum(r["compute_seconds"] + r["style_seconds"] for r in rows))
+        full["images_per_min"] = 60 * full["pairs"] / full["wall_s"]
+        print(f"  20-photo batch: {full['pairs']} pairs ({full['failed']} failed) in {full['wall_s']:.1f}s = "
+              f"{full['images_per_min']:.2f} images/min")
 
     subset_dir = args.out / "subset"
     shutil.rmtree(subset_dir, ignore_errors=True)
@@ -191,7 +196,7 @@ def main() -> None:
           f"({100 * (1 - base['wall_s'] / noover['wall_s']):.0f}%); reading + writing in line took "
           f"{noover['io_s']:.1f}s in the --no-overlap run: the most the threads can hide")
     (args.out / "throughput.json").write_text(json.dumps({"res": args.res, "subset": chosen, "styles": STYLES,
-                                                          "runs": runs}, indent=2))
+                                                          "full": full, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":
