@@ -81,17 +81,21 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-# Files already verified in this process, by (path, size, mtime): a second backend or export
-# for the same model does not hash its weights again.
-_VERIFIED: set[tuple[str, int, int]] = set()
+# Files already verified in this process, by (path, size, mtime, the hash they were checked
+# against): a second backend or export for the same model does not hash its weights again, and
+# a file checked for one entry is still checked for another (a copy of cd16x's enc1 passed as
+# vgg19's once cd16x had been loaded).
+_VERIFIED: set[tuple[str, int, int, str]] = set()
 
 
 def _verify(entry: Entry, path: Path) -> Path:
+    if not entry.sha256:
+        return path  # nothing to check it against (the original VGG-19's levels 4-5)
     st = path.stat()
-    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns, entry.sha256)
     if stamp in _VERIFIED:
         return path
-    if entry.sha256 and sha256_of(path) != entry.sha256:
+    if sha256_of(path) != entry.sha256:
         raise WeightsError(
             f"{entry.key}: sha256 mismatch for {path} (expected {entry.sha256}); "
             "the file is corrupted or not the published one: delete it to re-fetch"

@@ -9,6 +9,7 @@ A trained checkpoint file is a family too: it carries its own spec and weights, 
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -172,6 +173,9 @@ class ResolvedModel:
                         load_state_into(module, part, state)
                 except (KeyError, RuntimeError) as e:
                     raise WeightsError(f"{path}: does not fit {self.name} level {level} {part}: {e}") from None
+                except (pickle.UnpicklingError, EOFError, ValueError) as e:  # an HTML page saved as .pth
+                    raise WeightsError(f"{path}: not a PyTorch weights file ({type(e).__name__}); fetch it "
+                                       "again from the URL in weights.toml") from None
             out[level] = module.eval().requires_grad_(False)
         return out
 

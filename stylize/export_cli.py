@@ -22,7 +22,7 @@ def export(
     half: bool = typer.Option(False, "--half", help="fp16 graphs (float32 inputs and outputs)"),
     padding: str = typer.Option("reflect", "--padding", help="reflect: ONNX Pad(mode=reflect); "
                                 "slice: the same values as Slice+Concat, for runtimes without reflect Pad"),
-    opset: int = typer.Option(17, "--opset", min=17, help="ONNX opset (>= 17)"),
+    opset: int = typer.Option(17, "--opset", min=17, help="ONNX opset (17 to the newest this PyTorch exports, 23 for torch 2.13)"),
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="folder holding weight files"),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="compare each graph with torch"),
     quiet: bool = typer.Option(False, "-q", "--quiet"),

@@ -266,6 +266,19 @@ def test_cli_exports_checked_files(tmp_path):
         assert len(bad.output.splitlines()) == 1
 
 
+def test_a_graph_that_fails_its_check_is_not_left_for_the_cache(tmp_path, monkeypatch):
+    """The failing graph stayed in the folder, and the next ``cached_exports`` took it as
+    fresh and used it unchecked; an opset past what torch exports was a traceback."""
+    import stylize.export.onnx_export as onnx_export
+
+    monkeypatch.setattr(onnx_export, "verify_against_torch", lambda f, seq, *a, **k: 1.0 if f.part == "dec" else 0.0)
+    with pytest.raises(RuntimeError, match="onnxruntime differs from torch"):
+        cached_exports(resolve_model("cd16x"), (1,), folder=tmp_path)
+    assert not (tmp_path / onnx_filename("cd16x", "dec", 1)).exists()
+    bad = CliRunner().invoke(app, ["--model", "cd16x", "-o", str(tmp_path / "x"), "--opset", "30"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: opset must be 17..")
+
+
 # ----------------------------------------------------------------------------------- TensorRT
 def test_engine_cache_key_changes_with_every_input(fp32_exports):
     f = fp32_exports[(3, "enc")]

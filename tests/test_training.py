@@ -194,3 +194,50 @@ def test_bad_input_is_one_line_and_nonzero(images, tmp_path, monkeypatch, args, 
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_a_resumed_run_keeps_its_teacher_and_a_different_one_is_one_line(images, tmp_path):
+    """Resuming used to take the default teacher (vgg19) whatever the run had been started
+    with: a run started against cd16x carried on against vgg19's decoder in silence (equal
+    widths) or failed on a state dict (different ones)."""
+    runner = CliRunner()
+    common = ["--data", str(images), "--level", "1", "--crop", "32", "--batch-size", "2", "--device", "cpu", "-q"]
+    run = tmp_path / "run.pt"
+    assert runner.invoke(app, ["decoder", *common, "--teacher", "cd16x", "--steps", "2", "-o", str(run)]).exit_code == 0
+    result = runner.invoke(app, ["decoder", *common, "--steps", "3", "-o", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    training = torch.load(run, weights_only=True)["training"]
+    assert training["meta"]["teacher"] == "cd16x" and training["step"] == 3
+    result = runner.invoke(app, ["decoder", *common, "--teacher", "vgg19", "--steps", "4", "-o", str(run), "--resume"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "was trained with --teacher cd16x, not vgg19" in result.output
+    assert torch.load(run, weights_only=True)["training"]["step"] == 3
+
+
+def test_an_output_folder_is_refused_before_training(images, tmp_path, monkeypatch):
+    """``-o`` naming a folder trained every step, then failed to save with a traceback and
+    left a partial file and a log beside it."""
+    import stylize.models.training.recipes as recipes
+
+    monkeypatch.setattr(recipes, "train", lambda *a, **k: pytest.fail("trained"))
+    (tmp_path / "out").mkdir()
+    result = CliRunner().invoke(app, ["decoder", "--data", str(images), "--level", "1", "--steps", "2",
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "is a folder: -o takes the checkpoint file" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_sixteen_bit_and_oversized_training_images(tmp_path):
+    """A 16-bit grey ramp is a ramp (convert("RGB") had clipped it: 99 % white), and a PNG whose
+    header claims 20000x20000 is one DataError line, not Pillow's DecompressionBombError."""
+    from stylize.models.training import DataError
+
+    ramp = np.linspace(0, 65535, 64 * 256).reshape(64, 256).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    got = RandomCrops([tmp_path / "ramp.png"], 16, resize=64).image(0)[..., 0].astype(int)
+    want = np.round(ramp / 257.0).astype(int)
+    assert np.abs(got - want).max() <= 1
+    header = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00N \x00\x00N \x08\x02\x00\x00\x00l\x12\xd1n"
+    (tmp_path / "big.png").write_bytes(header + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+    with pytest.raises(DataError, match="cannot read training image .*big.png: Image size"):
+        RandomCrops([tmp_path / "big.png"], 16).image(0)

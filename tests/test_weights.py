@@ -49,6 +49,26 @@ def test_wrong_file_on_path_is_an_error_naming_it(tmp_path, monkeypatch):
         resolve(KEY)
 
 
+def test_a_file_checked_for_one_entry_is_checked_again_for_another(tmp_path):
+    """A copy of cd16x's enc1 passed as vgg19's enc1 once cd16x's had been checked in the same
+    process: the record of checked files did not say which hash they had matched."""
+    folder = tmp_path / "w"
+    folder.mkdir()
+    shutil.copy(SHARED / "weights/cd16x/enc1.pth", folder / "enc1.pth")
+    assert resolve("cd16x/enc1.pth", folder) == folder / "enc1.pth"
+    with pytest.raises(WeightsError, match="vgg19-wct/enc1.pth: sha256 mismatch"):
+        resolve("vgg19-wct/enc1.pth", folder)
+
+
+def test_a_page_saved_as_weights_is_one_line(tmp_path, monkeypatch):
+    """The original VGG-19's levels 4-5 have no hash, so their first check is the load: an
+    HTML page saved as enc4.pth was torch's UnpicklingError traceback."""
+    for name in ("enc4.pth", "dec4.pth"):
+        (tmp_path / name).write_text("<html>404 Not Found</html>")
+    with pytest.raises(WeightsError, match=r"enc4.pth: not a PyTorch weights file \(UnpicklingError\)"):
+        load_levels("vgg19", (4,), tmp_path)
+
+
 def test_user_supplied_levels_without_hash_are_never_downloaded(tmp_path, monkeypatch):
     monkeypatch.setenv("STYLIZE_CACHE", str(tmp_path))
     with pytest.raises(WeightsError, match="no published sha256.*--weights-dir"):

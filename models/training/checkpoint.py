@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ...engine.atomic import atomic_path
 from ..architecture import VGGAutoencoderLevel
 from ..zoo import CHECKPOINT_FORMAT, ModelFamily, family_spec, read_checkpoint
 
@@ -41,7 +42,8 @@ def merge_models(paths: list[str | os.PathLike], output: str | os.PathLike) -> d
         levels.update(ckpt["levels"])
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": CHECKPOINT_FORMAT, "family": spec, "levels": levels}, output)
+    with atomic_path(output) as tmp:  # a failed save leaves no half model under the name
+        torch.save({"format": CHECKPOINT_FORMAT, "family": spec, "levels": levels}, tmp)
     return spec
 
 

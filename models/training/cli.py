@@ -19,14 +19,14 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 
 @contextmanager
 def user_errors():
-    from ..weights import WeightsError
+    from ...engine.errors import UserError
 
     try:
         yield
     except KeyboardInterrupt:
         typer.echo("interrupted: the last saved checkpoint can be resumed with --resume", err=True)
         raise typer.Exit(130)
-    except (WeightsError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (UserError, ValueError, OSError, RuntimeError) as e:  # OSError: a full disk, a folder it cannot write
         if os.environ.get("STYLIZE_DEBUG"):
             raise
         text = str(e).strip()
@@ -67,8 +67,9 @@ WEIGHTS = typer.Option(None, "--weights-dir", help="folder holding weight files"
 
 @app.command("decoder")
 def decoder(data: Path = DATA, level: int = LEVEL, steps: int = STEPS, output: Path = OUTPUT,
-            teacher: str = typer.Option("vgg19", "--teacher", help="model whose encoder is frozen: "
-                                        "vgg19, cd16x or a checkpoint"),
+            teacher: Optional[str] = typer.Option(None, "--teacher", help="model whose encoder is frozen: "
+                                                  "vgg19 (default), cd16x or a checkpoint; a resumed run "
+                                                  "keeps its own"),
             batch_size: int = BATCH, crop: int = CROP, lr: float = LR, seed: int = SEED, device: str = DEVICE,
             resume: bool = RESUME, crd: float = CRD, save_every: int = SAVE,
             weights_dir: Optional[Path] = WEIGHTS, quiet: bool = QUIET):
@@ -79,7 +80,8 @@ def decoder(data: Path = DATA, level: int = LEVEL, steps: int = STEPS, output: P
 
 @app.command("encoder")
 def encoder(data: Path = DATA, level: int = LEVEL, steps: int = STEPS, output: Path = OUTPUT,
-            teacher: str = typer.Option("vgg19", "--teacher", help="vgg19, cd16x or a checkpoint"),
+            teacher: Optional[str] = typer.Option(None, "--teacher", help="vgg19 (default), cd16x or a "
+                                                  "checkpoint; a resumed run keeps its own"),
             width_ratio: float = typer.Option(0.25, "--width-ratio", help="student width / teacher width"),
             batch_size: int = BATCH, crop: int = CROP, lr: float = LR, seed: int = SEED, device: str = DEVICE,
             resume: bool = RESUME, crd: float = CRD, save_every: int = SAVE,

@@ -14,7 +14,19 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ...pil_decode import full_scale
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """16- and 32-bit grey images scaled to 8 bits by their full scale, as the stylizer reads
+    them: ``convert("RGB")`` clips their values at 255, and a 16-bit ramp came out white."""
+    if not (im.mode.startswith("I") or im.mode == "F"):
+        return im
+    peak = full_scale(im)
+    grey = np.nan_to_num(np.asarray(im, dtype=np.float32)) * np.float32(255.0 / peak)
+    return Image.fromarray((np.clip(grey, 0, 255) + 0.5).astype(np.uint8), "L")
 
 
 class DataError(ValueError):
@@ -64,12 +76,12 @@ class RandomCrops:
         path = self.files[index]
         try:
             with Image.open(path) as im:
-                im = im.convert("RGB")
+                im = _eight_bit(im).convert("RGB")
                 w, h = im.size
                 s = self.resize / min(w, h)
                 im = im.resize((max(self.crop, round(w * s)), max(self.crop, round(h * s))), Image.BICUBIC)
                 array = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as e:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             raise DataError(f"cannot read training image {path}: {e}") from None
         self._cache[index] = array
         if len(self._cache) > self.cache_size:

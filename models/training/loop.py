@@ -20,6 +20,7 @@ from typing import Callable, Protocol
 
 import torch
 
+from ...engine.atomic import atomic_path
 from ..zoo import CHECKPOINT_FORMAT
 from .data import RandomCrops
 
@@ -100,9 +101,8 @@ def save_checkpoint(path: Path, task: Task, optimizer: torch.optim.Optimizer, st
                      "history": history},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # removed, not left beside it, when the save fails
+        torch.save(ckpt, tmp)
 
 
 def read_training_state(path: Path, task_name: str) -> dict:

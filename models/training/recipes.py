@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ...engine.atomic import output_folder
 from ..zoo import get_family, load_levels, read_checkpoint
 from .data import RandomCrops
 from .loop import Log, Task, TrainConfig, train
@@ -68,6 +69,9 @@ def fit(kind: str, data: str | os.PathLike | RandomCrops, checkpoint: str | os.P
     On resume the saved configuration wins over ``config`` except for ``steps`` and
     ``device``: the same seed, batch and learning rate are what make the curve continue.
     """
+    if Path(checkpoint).is_dir():  # found before training, not at the first save
+        raise ValueError(f"{checkpoint} is a folder: -o takes the checkpoint file to write")
+    output_folder(Path(checkpoint).parent, "checkpoint folder")
     if resume:
         if not Path(checkpoint).is_file():
             raise ValueError(f"nothing to resume: {checkpoint} does not exist")
@@ -77,7 +81,12 @@ def fit(kind: str, data: str | os.PathLike | RandomCrops, checkpoint: str | os.P
         meta = training.get("meta", {})
         if meta.get("level", task_options.get("level")) != task_options.get("level"):
             raise ValueError(f"{checkpoint} trains level {meta['level']}, not level {task_options.get('level')}")
-        task_options.update({k: meta[k] for k in ("width_ratio", "crd") if k in meta})
+        for key in ("teacher", "encoder"):  # the models it was trained against, as recorded
+            given = task_options.get(key)
+            if key in meta and given and str(given) != meta[key]:
+                raise ValueError(f"{checkpoint} was trained with --{key} {meta[key]}, not {given}: "
+                                 f"resume without --{key}, or start a new checkpoint")
+        task_options.update({k: meta[k] for k in ("width_ratio", "crd", "teacher", "encoder") if k in meta})
     if config.steps < 1:
         raise ValueError(f"steps must be at least 1, got {config.steps}")
     if not isinstance(data, RandomCrops):
