@@ -82,11 +82,18 @@ def mem_available() -> int | None:
 
 
 def resolve_devices(devices: list[str]) -> list[str]:
-    """'auto' is the CPU, and CUDA too when torch sees a GPU."""
+    """'auto' is the CPU, and CUDA too when torch sees a GPU; a name torch does not know
+    (``gpu``) is a usage error, not a matrix of failed cells."""
     import torch
+
+    from ..engine.backend import parse_device
 
     out: list[str] = []
     for d in devices:
+        try:
+            parse_device(d)
+        except UserError as e:
+            raise UserError(f"--devices: {e}") from None
         for x in (["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if d == "auto" else [d]):
             if x not in out:
                 out.append(x)

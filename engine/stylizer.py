@@ -158,10 +158,13 @@ class Stylizer:
         budget = self._budget()
         share = 0.8 if self.backend.device.type == "cuda" else 1 - SAFETY  # of the budget tiles may use
         least = math.ceil((share * budget + error.short) / share / 2**20)
+        # A plan this tight is made from the RSS of the moment, which the next run's differs from
+        # (314M suggested, 321M needed): the example leaves room for that.
+        example = least + max(16, math.ceil(0.03 * least))
         given = (f"{budget / 2**30:.2f} GiB" if budget >= 2**30 else f"{budget / 2**20:.0f} MiB"
                  if budget >= 2**20 else f"{budget:,} bytes")
         raise BudgetTooSmall(f"--max-memory {given} is too small for {what}: {error}; the least budget that "
-                             f"works here is {least} MiB (e.g. --max-memory {least}M)", error.short) from None
+                             f"works here is about {least} MiB (e.g. --max-memory {example}M)", error.short) from None
 
     # ----------------------------------------------------------------------------- passes
     def _moments(self, level: int, image: Store, plan: LevelPlan, progress: Progress | None,

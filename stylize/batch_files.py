@@ -45,6 +45,9 @@ def looks_like_image(path: Path) -> bool:
         return True
 
 
+REPORT_NAME = "batch-report.jsonl"  # in every batch's output folder
+
+
 @dataclass
 class Found:
     photos: list[Path] = field(default_factory=list)  # relative to the photo folder, sorted
@@ -63,6 +66,10 @@ def find_photos(photos_dir: Path, exclude: Path | None = None) -> Found:
     for root, dirs, files in os.walk(photos_dir, onerror=unreadable_folder):
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() != exclude)
+        for d in [d for d in dirs if (here / d / REPORT_NAME).is_file()]:  # earlier results are not photos
+            dirs.remove(d)
+            found.unreadable.append(((here / d).relative_to(photos_dir), f"a batch's output folder (it holds "
+                                     f"{REPORT_NAME}), not searched for photos"))
         for d in [d for d in dirs if (here / d).is_symlink()]:  # os.walk does not follow them
             found.unreadable.append(((here / d).relative_to(photos_dir), "link to a folder, not followed"))
         for name in sorted(files):

@@ -23,7 +23,6 @@ from .batch_files import Pair
 from .image_guard import describe_error
 from .imageio import ImageError
 
-REPORT_NAME = "batch-report.jsonl"
 LOCK_NAME = ".stylize-batch.lock"
 
 

@@ -28,10 +28,9 @@ from stylize.engine.atomic import output_folder, remove_stale_parts
 from stylize.engine.stylizer import Stylizer
 
 from .api import as_list, build_stylizer, read_styles, stylize_file, stylize_prepared
-from .batch_files import Pair, check_styles, find_photos, output_format, plan_pairs
+from .batch_files import REPORT_NAME, Pair, check_styles, find_photos, output_format, plan_pairs
 from .batch_pipeline import InlineWriter, Prefetcher, SequentialReader, WriterThread
-from .batch_records import (REPORT_NAME, BatchInterrupted, BatchSummary, PairResult, Report, exclusive,
-                            failure_reason)
+from .batch_records import BatchInterrupted, BatchSummary, PairResult, Report, exclusive, failure_reason
 from .image_stream import check_writable, fits_in_ram
 from .imageio import ImageError, probe_image, read_image, same_file, write_image
 from .masks import load_regions

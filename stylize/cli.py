@@ -93,11 +93,11 @@ def stylize(
     from .batch import sigterm_as_interrupt
 
     with user_errors(), sigterm_as_interrupt():  # a `kill` cleans up like Ctrl-C: no .part file left
-        if content.is_dir():
+        if os.path.isdir(content):  # os.path: False, not OSError, for a name too long to exist
             raise UserError(f"content {content}: is a folder; for every photo in it: stylize batch {content} "
                             "STYLE... -o OUT_DIR")
         named = f"{content.stem}_x_{'+'.join(s.stem for s in styles)}.png"
-        output = output / named if output is not None and output.is_dir() else output or Path(named)
+        output = output / named if output is not None and os.path.isdir(output) else output or Path(named)
         run_single(content, styles, output, settings, quiet)
 
 
@@ -112,6 +112,7 @@ def demo(output: Path = typer.Option(Path("out/demo.jpg"), "-o", "--output"),
     with user_errors():
         settings = Settings(resolution=res)
         content, style = resolve(SAMPLE_CONTENT), resolve(SAMPLE_STYLE)
+        output = output / "demo.jpg" if os.path.isdir(output) else output  # a folder, as the main command takes
         output_folder(output.parent)
         run_single(content, style, output, settings, quiet)
 

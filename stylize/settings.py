@@ -116,7 +116,9 @@ class Settings:
         "or style (the style recoloured to the photo's palette first); default off"))
     mask: str | os.PathLike | None = field(default=None, metadata=cli(
         "--mask", "regional styles: a label mask (one flat colour per style, in order of brightness; one more, "
-        "the darkest, keeps the photo) or a grayscale soft mask (white: last style)", Path))
+        "the darkest, keeps the photo) or a grayscale soft mask (white: last style). In a batch each pair has "
+        "one style, so the mask says where it paints (white) and where the photo stays (black); a folder "
+        "gives each photo the mask of its name, where there is one"))
     style_resolution: str | int | None = field(default=None, metadata=cli(
         "--style-res", "style long side; default its own size"))
     alpha: float = field(default=1.0, metadata=cli("--alpha", "stylization strength in [0, 1]", float))

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -329,6 +330,13 @@ def test_names_clashes_and_nested_output_folder(tmp_path):
     assert {p.output.suffix for p in Batch(d, STYLES[:1], d / "out", fmt="JPEG").pairs} == {".jpg"}
     with pytest.raises(ImageError, match="must not be the photo folder"):
         Batch(d, STYLES[:1], d / ".")
+    # An earlier batch's output folder inside the photos (it holds a report) is not searched
+    # under another -o: its results were stylized again as photos.
+    (d / "out" / "batch-report.jsonl").write_text("")
+    plan = Batch(d, STYLES[:1], tmp_path / "elsewhere")
+    assert sorted(p.output.name for p in plan.pairs) == ["x_jpg__sketch.png", "x_png__sketch.png"]
+    assert plan.unreadable == [(Path("out"), "a batch's output folder (it holds batch-report.jsonl), "
+                                             "not searched for photos")]
 
 
 @pytest.mark.parametrize("args,message", [

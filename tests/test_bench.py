@@ -131,6 +131,7 @@ def test_bad_options_are_one_line_before_any_cell(tmp_path, capsys):
              (["--max-baseline-res", "foo"], "bad resolution 'foo'"),
              (["--res", "256,huge"], "bad resolution 'huge'"),
              (["--timeout", "-1"], "--timeout must be positive"),
+             (["--devices", "gpu"], "--devices: unknown device 'gpu'"),  # was a matrix of failed cells, exit 0
              (["--out", str(tmp_path / "file")], f"{tmp_path / 'file'}: not a folder")]
     for args, want in cases:
         out = ["--out", str(tmp_path / "out")] if "--out" not in args else []

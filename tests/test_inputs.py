@@ -91,7 +91,8 @@ def test_a_whole_decode_over_the_budget_left_is_refused_before_compute(tmp_path,
 def test_unwritable_output_fails_before_compute(tmp_path):
     for out, msg in [(tmp_path / "nope" / "o.png", "does not exist"), (tmp_path / "o.gif", "unsupported output"),
                      (tmp_path / "outdir", "no file extension: name the output file (.png, .jpg or .tif) or give a "
-                                           "folder that exists")]:
+                                           "folder that exists"),
+                     (tmp_path / ("a" * 300 + ".png"), "cannot write there (File name too long)")]:  # was a traceback
         code, text = run(PHOTO, STYLE, "-o", out)
         assert code == 2 and msg in text, text
     with pytest.raises(ImageError, match="is a directory"):  # the Python API takes a file's path

@@ -241,3 +241,31 @@ def test_sixteen_bit_and_oversized_training_images(tmp_path):
     (tmp_path / "big.png").write_bytes(header + b"\x00\x00\x00\x00IEND\xaeB`\x82")
     with pytest.raises(DataError, match="cannot read training image .*big.png: Image size"):
         RandomCrops([tmp_path / "big.png"], 16).image(0)
+
+
+def test_training_never_writes_over_its_inputs_and_checks_every_image_first(images, tmp_path, monkeypatch):
+    """`-o tdata/a.jpg` trained and wrote a checkpoint over a training photo (its curve became
+    a training image), merge wrote over its own input, and a broken file in --data stopped a
+    run at the step that first sampled it. All are one line before any step now."""
+    import shutil
+
+    import stylize.models.training.recipes as recipes
+
+    monkeypatch.setattr(recipes, "train", lambda *a, **k: pytest.fail("trained"))
+    data = tmp_path / "data"
+    shutil.copytree(images, data)
+    runner = CliRunner()
+    common = ["--data", str(data), "--level", "1", "--steps", "2"]
+    for out, message in [(data / "img0.jpg", "a checkpoint is a .pt or .pth file"),
+                         (data / "new.pt", "is inside the data folder"),
+                         (tmp_path / "photo.jpg", "a checkpoint is a .pt or .pth file")]:
+        result = runner.invoke(app, ["decoder", *common, "-o", str(out)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    (data / "zz_notes.jpg").write_text("not an image")
+    result = runner.invoke(app, ["decoder", *common, "-o", str(tmp_path / "d.pt")])
+    assert result.exit_code == 2 and "cannot read training image" in result.output and "zz_notes.jpg" in result.output
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"x")
+    result = runner.invoke(app, ["merge", str(ckpt), "-o", str(ckpt)])
+    assert result.exit_code == 2 and "is one of the checkpoints to merge" in result.output
+    assert ckpt.read_bytes() == b"x"

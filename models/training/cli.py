@@ -115,5 +115,8 @@ def merge(inputs: List[Path] = typer.Argument(..., help="single-level checkpoint
         missing = [str(p) for p in inputs if not p.is_file()]
         if missing:
             raise ValueError(f"not found: {', '.join(missing)}")
+        if any(output.resolve() == p.resolve() for p in inputs):
+            raise ValueError(f"{output} is one of the checkpoints to merge (its training state would be lost): "
+                             "choose another output path")
         spec = merge_models(inputs, output)
         typer.echo(f"wrote {output} ({spec['name']})")

@@ -41,6 +41,12 @@ def list_images(root: str | Path) -> list[Path]:
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {root}")
+    for path in files:  # every header now: a bad file found when first sampled failed hours into a run
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+            raise DataError(f"cannot read training image {path}: {e}; remove it from {root}") from None
     return files
 
 

@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 import torch
 
 from ...engine.atomic import atomic_path
+from ...engine.backend import resolve_device
 from ..zoo import CHECKPOINT_FORMAT
 from .data import RandomCrops
 
@@ -61,15 +62,6 @@ class Task(Protocol):
         """Plain facts worth keeping in the checkpoint (teacher, ratio, loss weights)."""
 
     def to(self, device: torch.device) -> Task: ...
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available to torch")
-    return dev
 
 
 def log_path(checkpoint: Path) -> Path:

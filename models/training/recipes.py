@@ -16,6 +16,7 @@ from .trainers import DecoderTrainer, EncoderDistiller, SmallDecoderTrainer
 
 TASKS = ("decoder", "encoder", "small-decoder")
 DEFAULT_TEACHER = "vgg19"
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
 def _level_of(model: str, level: int, weights_dir):
@@ -71,6 +72,15 @@ def fit(kind: str, data: str | os.PathLike | RandomCrops, checkpoint: str | os.P
     """
     if Path(checkpoint).is_dir():  # found before training, not at the first save
         raise ValueError(f"{checkpoint} is a folder: -o takes the checkpoint file to write")
+    if Path(checkpoint).suffix.lower() not in CHECKPOINT_SUFFIXES:  # -o photo.jpg wrote a checkpoint over it
+        raise ValueError(f"{checkpoint}: a checkpoint is a {' or '.join(CHECKPOINT_SUFFIXES)} file")
+    if not isinstance(data, RandomCrops) and Path(checkpoint).resolve().is_relative_to(Path(data).resolve()):
+        raise ValueError(f"{checkpoint} is inside the data folder {data}: the checkpoint, its log and its curve "
+                         "would overwrite or become training images; write it elsewhere")
+    for key in ("encoder", "teacher"):
+        given = task_options.get(key)
+        if given and Path(given).is_file() and Path(given).resolve() == Path(checkpoint).resolve():
+            raise ValueError(f"-o {checkpoint} is the --{key} checkpoint the run reads: write it elsewhere")
     output_folder(Path(checkpoint).parent, "checkpoint folder")
     if resume:
         if not Path(checkpoint).is_file():
