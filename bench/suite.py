@@ -86,7 +86,7 @@ def resolve_devices(devices: list[str]) -> list[str]:
     (``gpu``) is a usage error, not a matrix of failed cells."""
     import torch
 
-    from ..engine.backend import parse_device
+    from stylize.engine.backend import parse_device
 
     out: list[str] = []
     for d in devices:
