@@ -109,13 +109,14 @@ def small_decoder(data: Path = DATA, level: int = LEVEL, steps: int = STEPS, out
 def merge(inputs: List[Path] = typer.Argument(..., help="single-level checkpoints of one student"),
           output: Path = OUTPUT):
     """Combine single-level checkpoints into one multi-level model (training state dropped)."""
+    from ...imageio import same_file
     from .checkpoint import merge_models
 
     with user_errors():
         missing = [str(p) for p in inputs if not p.is_file()]
         if missing:
             raise ValueError(f"not found: {', '.join(missing)}")
-        if any(output.resolve() == p.resolve() for p in inputs):
+        if any(same_file(output, p) for p in inputs):
             raise ValueError(f"{output} is one of the checkpoints to merge (its training state would be lost): "
                              "choose another output path")
         spec = merge_models(inputs, output)

@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from ...pil_decode import full_scale
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+READ_ERRORS = (OSError, UnidentifiedImageError, Image.DecompressionBombError)  # what Pillow raises on a bad file
 
 
 def _eight_bit(im: Image.Image) -> Image.Image:
@@ -45,7 +46,7 @@ def list_images(root: str | Path) -> list[Path]:
         try:
             with Image.open(path):
                 pass
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        except READ_ERRORS as e:
             raise DataError(f"cannot read training image {path}: {e}; remove it from {root}") from None
     return files
 
@@ -87,7 +88,7 @@ class RandomCrops:
                 s = self.resize / min(w, h)
                 im = im.resize((max(self.crop, round(w * s)), max(self.crop, round(h * s))), Image.BICUBIC)
                 array = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        except READ_ERRORS as e:
             raise DataError(f"cannot read training image {path}: {e}") from None
         self._cache[index] = array
         if len(self._cache) > self.cache_size:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ...engine.atomic import output_folder
+from ...imageio import same_file
 from ..zoo import get_family, load_levels, read_checkpoint
 from .data import RandomCrops
 from .loop import Log, Task, TrainConfig, train
@@ -63,6 +64,24 @@ def make_task(kind: str, *, level: int, teacher: str | None = None, encoder: str
     return SmallDecoderTrainer(family, student, big, crd=crd, facts={**facts, "encoder": str(encoder)})
 
 
+def _check_output(checkpoint: Path, data, task_options: dict) -> None:
+    """Where the checkpoint goes, checked before any step: a file (not a folder), named as a
+    checkpoint (``-o photo.jpg`` wrote one over the photo), outside the data folder (its log and
+    curve would become training images) and not a checkpoint the run reads."""
+    if checkpoint.is_dir():
+        raise ValueError(f"{checkpoint} is a folder: -o takes the checkpoint file to write")
+    if checkpoint.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise ValueError(f"{checkpoint}: a checkpoint is a {' or '.join(CHECKPOINT_SUFFIXES)} file")
+    if not isinstance(data, RandomCrops) and checkpoint.resolve().is_relative_to(Path(data).resolve()):
+        raise ValueError(f"{checkpoint} is inside the data folder {data}: the checkpoint, its log and its curve "
+                         "would overwrite or become training images; write it elsewhere")
+    for key in ("encoder", "teacher"):
+        given = task_options.get(key)
+        if given and Path(given).is_file() and same_file(given, checkpoint):
+            raise ValueError(f"-o {checkpoint} is the --{key} checkpoint the run reads: write it elsewhere")
+    output_folder(checkpoint.parent, "checkpoint folder")
+
+
 def fit(kind: str, data: str | os.PathLike | RandomCrops, checkpoint: str | os.PathLike, config: TrainConfig, *,
         resume: bool = False, log: Log | None = None, **task_options) -> list[dict]:
     """Build the trainer and data, then train (or resume) to ``config.steps``; returns the loss history.
@@ -70,18 +89,7 @@ def fit(kind: str, data: str | os.PathLike | RandomCrops, checkpoint: str | os.P
     On resume the saved configuration wins over ``config`` except for ``steps`` and
     ``device``: the same seed, batch and learning rate are what make the curve continue.
     """
-    if Path(checkpoint).is_dir():  # found before training, not at the first save
-        raise ValueError(f"{checkpoint} is a folder: -o takes the checkpoint file to write")
-    if Path(checkpoint).suffix.lower() not in CHECKPOINT_SUFFIXES:  # -o photo.jpg wrote a checkpoint over it
-        raise ValueError(f"{checkpoint}: a checkpoint is a {' or '.join(CHECKPOINT_SUFFIXES)} file")
-    if not isinstance(data, RandomCrops) and Path(checkpoint).resolve().is_relative_to(Path(data).resolve()):
-        raise ValueError(f"{checkpoint} is inside the data folder {data}: the checkpoint, its log and its curve "
-                         "would overwrite or become training images; write it elsewhere")
-    for key in ("encoder", "teacher"):
-        given = task_options.get(key)
-        if given and Path(given).is_file() and Path(given).resolve() == Path(checkpoint).resolve():
-            raise ValueError(f"-o {checkpoint} is the --{key} checkpoint the run reads: write it elsewhere")
-    output_folder(Path(checkpoint).parent, "checkpoint folder")
+    _check_output(Path(checkpoint), data, task_options)
     if resume:
         if not Path(checkpoint).is_file():
             raise ValueError(f"nothing to resume: {checkpoint} does not exist")
