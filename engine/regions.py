@@ -2,7 +2,7 @@
 
 Each region r has weights m_r(x) ≥ 0 with Σ_r m_r = 1 (hard label masks become soft only at
 their resized edges). Its statistics are the content features' moments weighted by m_r over
-the whole image (fp32 per tile, fp64 across), its map is WCT from those moments to its style's
+the whole image (:func:`stylize.engine.wct.tile_moments` with weights), its map is WCT from those moments to its style's
 (identity for "keep the photo"), and a feature becomes Σ_r m_r (A_r f + b_r). The mask reaches
 each level's feature grid by averaging over the level's stride cells; tile boxes sit on that
 grid, so tiled and whole-image runs average the same cells and agree exactly.
@@ -16,7 +16,6 @@ import torch
 
 from .store import Store
 from .tiles import Box
-from .wct import Moments
 
 
 @dataclass
@@ -32,23 +31,6 @@ class Regions:
         r, h, w = m.shape
         m = m.reshape(r, h // stride, stride, w // stride, stride).mean(axis=(2, 4), dtype=np.float32)
         return torch.from_numpy(np.ascontiguousarray(m)).to(device)
-
-
-def weighted_moments(features: torch.Tensor, weight: torch.Tensor) -> Moments | None:
-    """Moments of (1, C, h, w) features with per-pixel weights (h, w); None when they sum to 0.
-
-    As :func:`stylize.engine.wct.tile_moments`: sums in fp32 around the tile's own weighted
-    mean, promoted to fp64; the count is the total weight, so Chan's merge works unchanged.
-    """
-    f = features.movedim(1, -1).reshape(-1, features.shape[1]).float()
-    w = weight.reshape(-1, 1).float()
-    total = float(w.sum())
-    if total <= 0:
-        return None
-    mean = (w * f).sum(dim=0) / total
-    centred = f - mean
-    m2 = (centred * w).T @ centred
-    return Moments(total, mean.double(), m2.double(), int((w > 0).sum()))
 
 
 def blend_maps(features: torch.Tensor, weights: torch.Tensor, maps, transform) -> torch.Tensor:

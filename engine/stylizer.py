@@ -30,10 +30,10 @@ from .color import keep_luminance_of, recolour, rgb_moments_of
 from .memory import (BudgetTooSmall, LevelPlan, check_host_budget, default_cpu_budget, heap_ceiling, held_bytes,
                      parse_size, plan_level, room_for, working_bytes)
 from .stroke_scale import NATIVE, compose_base, downscale, split_levels, stroke_factor, working_size
-from .regions import Regions, blend_maps, weighted_moments
+from .regions import Regions, blend_maps
 from .store import RamStore, Store, StoreFactory
 from .tiles import Box, Tile, plan_tiles, tiled_map
-from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, mix_affine, tile_moments
+from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, mix_affine, moments_bytes, tile_moments
 
 # A share of the budget kept free of tiles: allocator slack and the transient strips of resizing
 # and encoding (at 32K a peak of 2.01 GiB was measured under a 2 GiB budget without it).
@@ -190,11 +190,11 @@ class Stylizer:
                 if valid is not None:
                     c = t.core.scale(1 / g.stride)
                     counted = f[..., :max(0, valid[0] - c.y0), :max(0, valid[1] - c.x0)]
-                room_for(counted.nbytes)  # the centred copy the moments take
+                room_for(moments_bytes(counted))
                 if regions is not None:
                     m = regions.pooled(t.core, g.stride, counted.device)
                     for r in range(len(per_region)):
-                        part = weighted_moments(counted, m[r])
+                        part = tile_moments(counted, m[r])
                         if part is not None:
                             per_region[r] = merge_moments(per_region[r], part)
                 elif counted.numel():

@@ -45,6 +45,27 @@ def test_moments_merge_matches_fp64_over_the_whole():
     assert torch.allclose(m.covariance(), ref, rtol=1e-4, atol=1e-3)
 
 
+def test_tile_moments_resolve_eigenvalues_far_below_fp32_sums(monkeypatch):
+    """A thin photo's deep level keeps genuine eigenvalues at 1e-10 of the largest; sums of
+    fp32 products resolve them only to ~1e-7 (they were off by 400x here, and whitening turned
+    that into a 15 dB gap between tiled and whole). Blocks of rows change nothing."""
+    import stylize.engine.wct as wct
+
+    rng = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(64, 64, generator=rng, dtype=torch.float64))
+    spread = torch.logspace(0, -5, 30, dtype=torch.float64)  # eigenvalues 1 .. 1e-10 of the largest
+    f = (q[:, :30] @ (spread[:, None] * torch.randn(30, 40, generator=rng, dtype=torch.float64)) * 30 + 20).float()
+    want = torch.linalg.eigvalsh(torch.cov(f.double())).flip(0)[:29]
+    whole = tile_moments(f)
+    got = torch.linalg.eigvalsh(whole.covariance()).flip(0)[:29]
+    assert float(want[-1] / want[0]) < 1e-10
+    assert torch.allclose(got, want, rtol=1e-6)
+    monkeypatch.setattr(wct, "BLOCK", 64 * 7)  # 7 rows at a time, the last block short
+    blocked = tile_moments(f)
+    assert blocked.n == whole.n and torch.allclose(blocked.mean, whole.mean, rtol=1e-14)
+    assert torch.allclose(blocked.m2, whole.m2, rtol=1e-12, atol=1e-12 * float(want[0]))
+
+
 def _moments(cov: torch.Tensor, mean: torch.Tensor) -> Moments:
     return Moments(1001, mean, cov * 1000)
 
