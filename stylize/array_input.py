@@ -16,7 +16,8 @@ import numpy as np
 
 from stylize.engine.resample import resize
 
-from .image_guard import ImageError, Limits
+from .image_guard import DECODE_ERRORS, ImageError, Limits
+from .image_orient import exif_orientation, orient
 from .imageio import read_image, target_size
 
 CHANNELS = (1, 3)  # grey or RGB
@@ -84,7 +85,8 @@ def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | Non
     """Any image object → (3, H', W') float32 in [0, 1], its long side ``long_side`` (None keeps it).
 
     ``image``: a file path (read as ``stylize_file`` reads it, EXIF orientation applied); a PIL
-    image (RGB, grey, 16-bit or float as its values say; other modes made RGB); a torch tensor
+    image (RGB, grey, 16-bit or float as its values say; other modes made RGB; turned by its
+    EXIF orientation as its file would be, so ``Image.open(path)`` paints as ``path`` does); a torch tensor
     (any device) or NumPy array, (3, H, W), (H, W, 3) or (H, W), uint8, uint16 or float in [0, 1].
     An array already (3, H, W) float32 at its size is returned as is, not copied. ``role``
     ("content", "style") names it in errors.
@@ -93,7 +95,11 @@ def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | Non
         kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
         return read_image(image, long_side, role=role, max_bytes=max_bytes, **kwargs).rgb
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-        image = _pil_pixels(image)
+        try:
+            orientation = exif_orientation(image)
+        except DECODE_ERRORS as e:
+            raise ImageError(f"{role}: unreadable EXIF block ({type(e).__name__}: {e})") from None
+        image = orient(_pil_pixels(image), orientation)
     if hasattr(image, "detach"):  # a torch tensor, wherever it lives
         image = image.detach().cpu()
         image = (image.float() if str(image.dtype) == "torch.bfloat16" else image).numpy()  # NumPy has no bf16

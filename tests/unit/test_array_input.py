@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from stylize.array_input import as_rgb
 from stylize.imageio import ImageError, read_image
@@ -32,6 +32,21 @@ def test_pil_images_keep_their_scale_16_bit_float_and_bfloat16_included():
     assert np.allclose(as_rgb(Image.fromarray(grey16), "content"), expected, atol=1e-6)
     assert np.allclose(as_rgb(Image.fromarray(CHW[0]), "content"), expected, atol=1e-6)  # mode F
     assert np.allclose(as_rgb(torch.from_numpy(CHW).bfloat16(), "content"), CHW, atol=1 / 128)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_an_opened_phone_photo_turns_as_its_path_does(tmp_path, orientation):
+    """``Image.open(path)`` keeps the EXIF orientation as a tag; reading the pixels as stored
+    painted a portrait photo on its side where the path painted it upright."""
+    path = tmp_path / f"o{orientation}.png"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(HWC).save(path, exif=exif)
+    with Image.open(path) as im:
+        got = as_rgb(im, "content")
+        upright = as_rgb(np.asarray(ImageOps.exif_transpose(im)), "content")
+    assert np.array_equal(got, upright) and np.array_equal(got, read_image(path).rgb)
+    assert got.shape[1:] == ((60, 45) if orientation in (6, 8) else (45, 60))
 
 
 def test_a_ready_array_is_used_as_is_and_grey_becomes_rgb():
