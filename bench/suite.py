@@ -283,7 +283,10 @@ def check_options(opts: SuiteOptions) -> int | None:
     for option, value in (("--res", ",".join(split(opts.res))), ("--style-res", opts.style_res),
                           ("--max-baseline-res", opts.max_baseline_res), ("--single-run-from", opts.single_run_from)):
         for item in split(value or ""):
-            parse_resolution(item)
+            try:
+                parse_resolution(item)
+            except UserError as e:
+                raise UserError(f"{option}: {e}") from None
     if not split(opts.res):
         raise UserError("--res: no resolution given")
     if not opts.timeout > 0:

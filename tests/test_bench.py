@@ -128,8 +128,9 @@ def test_bad_options_are_one_line_before_any_cell(tmp_path, capsys):
              (["--max-memory", "0"], "--max-memory must be positive"),
              (["--content", str(tmp_path / "nope.jpg")], f"content {tmp_path / 'nope.jpg'}: no such file"),
              (["--style", str(tmp_path / "notes.jpg")], f"style {tmp_path / 'notes.jpg'}: "),
-             (["--max-baseline-res", "foo"], "bad resolution 'foo'"),
-             (["--res", "256,huge"], "bad resolution 'huge'"),
+             (["--max-baseline-res", "foo"], "--max-baseline-res: bad resolution 'foo'"),
+             (["--res", "256,huge"], "--res: bad resolution 'huge'"),
+             (["--style-res", "abc"], "--style-res: bad resolution 'abc'"),
              (["--timeout", "-1"], "--timeout must be positive"),
              (["--devices", "gpu"], "--devices: unknown device 'gpu'"),  # was a matrix of failed cells, exit 0
              (["--out", str(tmp_path / "file")], f"{tmp_path / 'file'}: not a folder")]
