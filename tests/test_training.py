@@ -269,3 +269,32 @@ def test_training_never_writes_over_its_inputs_and_checks_every_image_first(imag
     result = runner.invoke(app, ["merge", str(ckpt), "-o", str(ckpt)])
     assert result.exit_code == 2 and "is one of the checkpoints to merge" in result.output
     assert ckpt.read_bytes() == b"x"
+
+
+def test_a_fresh_run_over_a_checkpoint_keeps_its_log_until_it_saves(images, tmp_path, monkeypatch):
+    """A new run with ``-o`` onto an earlier checkpoint emptied that checkpoint's log at its
+    start: stopped before its first save, it left the old checkpoint with a log of other steps."""
+    import stylize.models.training.trainers as trainers
+
+    run = tmp_path / "run.pt"
+    fit("decoder", images, run, TrainConfig(steps=3, **TINY), level=1, teacher="vgg19")
+    before = run.with_suffix(".log.jsonl").read_text()
+    assert [json.loads(line)["step"] for line in before.splitlines()] == [1, 2, 3]
+    calls = []
+    real = trainers.DecoderTrainer.losses
+
+    def stopped(self, batch):  # a crash (or Ctrl-C) at the second step, before any save
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(trainers.DecoderTrainer, "losses", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        fit("decoder", images, run, TrainConfig(steps=5, **TINY), level=1, teacher="vgg19")
+    assert run.with_suffix(".log.jsonl").read_text() == before
+    assert torch.load(run, weights_only=True)["training"]["step"] == 3
+    monkeypatch.setattr(trainers.DecoderTrainer, "losses", real)
+    fit("decoder", images, run, TrainConfig(steps=2, **dict(TINY, save_every=1)), level=1, teacher="vgg19")
+    logged = [json.loads(line) for line in run.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in logged] == [1, 2]  # the new run's own log once it saved

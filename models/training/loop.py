@@ -143,7 +143,8 @@ def train(task: Task, data: RandomCrops, config: TrainConfig, checkpoint: str | 
     """Run (or continue) ``task`` to ``config.steps`` steps; returns the loss history.
 
     One history entry per step: ``{"step", "total", <terms>..., "seconds"}``; it is mirrored
-    to ``CKPT.log.jsonl`` as it grows and drawn to ``CKPT.loss.png`` at every save.
+    to ``CKPT.log.jsonl`` as it grows (from the first save, when the run starts over an earlier
+    checkpoint: that one's log stays until then) and drawn to ``CKPT.loss.png`` at every save.
     """
     checkpoint = Path(checkpoint)
     device = resolve_device(config.device)
@@ -169,12 +170,16 @@ def train(task: Task, data: RandomCrops, config: TrainConfig, checkpoint: str | 
 
     log_file = log_path(checkpoint)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "w") as f:  # rewritten from the history, so a resume never duplicates steps
-        f.writelines(json.dumps(h) + "\n" for h in history)
+    # A fresh run over an earlier checkpoint keeps that checkpoint until its first save, and
+    # that checkpoint's log with it: the log is rewritten from the history then, not before.
+    keep_old = not resume and checkpoint.exists()
+    f = None if keep_old else open(log_file, "w")  # rewritten from the history: a resume never duplicates steps
     title = f"{task.name} level {task.meta().get('level')}: {checkpoint.name}"
 
     t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)  # wall time adds up over resumes
-    with open(log_file, "a") as f:
+    try:
+        if f is not None:
+            f.writelines(json.dumps(h) + "\n" for h in history)
         for step in range(start, config.steps):
             batch = data.batch(step, config.batch_size).to(device)
             terms = task.losses(batch)
@@ -184,13 +189,21 @@ def train(task: Task, data: RandomCrops, config: TrainConfig, checkpoint: str | 
             entry = {"step": step + 1, **{k: float(v.detach()) for k, v in terms.items()},
                      "seconds": round(time.perf_counter() - t0, 3)}
             history.append(entry)
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
+            if f is not None:
+                f.write(json.dumps(entry) + "\n")
+                f.flush()
             done = step + 1
             if log and (done % config.log_every == 0 or done == config.steps):
                 parts = " ".join(f"{k} {v:.4g}" for k, v in entry.items() if k not in ("step", "seconds"))
                 log(f"step {done}/{config.steps} {parts} ({entry['seconds'] / done:.2f} s/step)")
             if done % config.save_every == 0 or done == config.steps:
                 save_checkpoint(checkpoint, task, optimizer, done, history, config)
+                if f is None:
+                    with atomic_path(log_file) as tmp:
+                        tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+                    f = open(log_file, "a")
                 write_curve(history, curve_path(checkpoint), title)
+    finally:
+        if f is not None:
+            f.close()
     return history
