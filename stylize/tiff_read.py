@@ -98,7 +98,7 @@ def tiff_header(tf, path: Path, limits: Limits, whole: bool = True) -> TiffLayou
     planar, samples = page.planarconfig == 2, page.samplesperpixel
     if dtype is None or dtype.kind not in "buif":
         raise ImageError(f"{path}: unsupported TIFF sample format ({page.sampleformat}, {page.bitspersample} bits)")
-    if shape != ((h, w) if samples == 1 else (samples, h, w) if planar else (h, w, samples)) or samples > 5:
+    if shape != ((h, w) if samples == 1 else (samples, h, w) if planar else (h, w, samples)) or not 1 <= samples <= 5:
         raise ImageError(f"{path}: unsupported TIFF layout {shape}")
     colormap = page.colormap if page.photometric == 3 else None
     if page.photometric == 3 and not (isinstance(colormap, np.ndarray) and colormap.ndim == 2

@@ -344,3 +344,17 @@ def test_a_damaged_tiff_is_refused_whole_and_by_rows_alike(damage, message, tmp_
     for read in (lambda: read_image(path, by_rows=False), lambda: read_by_rows(path, None, 10**9, _into_ram([]))):
         with pytest.raises(ImageError, match=re.escape(f"{path}: ") + ".*" + re.escape(message)):
             read()
+
+
+@pytest.mark.parametrize("seed, case, message", [(152, 2999, "unsupported TIFF layout (30, 40, 0)")])
+def test_fuzz_cases_that_were_bugs_are_refused_whole_and_by_rows(tmp_path, seed, case, message):
+    """Cases ``python -m stylize.bench.fuzz --seed S --replay N`` found (regenerated from the
+    same seed and case): a TIFF of zero samples per pixel was refused whole but reached the
+    read by rows, which failed on an empty band list (IndexError)."""
+    from stylize.bench.fuzz import classify
+    from stylize.bench.fuzz_corpus import mutate
+
+    name, data = mutate(seed_images(), seed, case)
+    path = tmp_path / f"case{case}.{name.rsplit('.', 1)[-1]}"
+    path.write_bytes(data)
+    assert classify(path, None, 10**8) == ("clean", message)
