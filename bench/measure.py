@@ -129,12 +129,19 @@ def compare(res: str, out: Path, style_res: str | None, max_memory: str | None, 
     engine_cmd += (["--max-memory", max_memory] if max_memory else []) + (["--tile", str(tile)] if tile else [])
     paper_cmd = [sys.executable, "-m", "stylize.bench.paper_baseline", content, style, "-o", str(out / f"paper_{res}.png"),
                  *common]
+    # Recorded without this machine's paths: the interpreter, the sample pair's registry keys, $OUT.
+    names = {sys.executable: "python", content: SAMPLE_CONTENT, style: SAMPLE_STYLE}
+
+    def recorded(r: ChildResult) -> dict:
+        command = [names.get(a, a.replace(str(out), "$OUT")) for a in r.command]
+        return {**asdict(r), "command": command, "peak_rss_gib": round(r.peak_rss_gib, 3)}
+
     rows = {"engine": run_child(engine_cmd)}
     if engine_only:
-        (out / f"engine_{res}.json").write_text(json.dumps(asdict(rows["engine"]), indent=2))
-        return {"engine": {**asdict(rows["engine"]), "peak_rss_gib": round(rows["engine"].peak_rss_gib, 3)}}
+        (out / f"engine_{res}.json").write_text(json.dumps(recorded(rows["engine"]), indent=2))
+        return {"engine": recorded(rows["engine"])}
     rows["paper"] = run_child(paper_cmd)
-    report = {name: {**asdict(r), "peak_rss_gib": round(r.peak_rss_gib, 3)} for name, r in rows.items()}
+    report = {name: recorded(r) for name, r in rows.items()}
     e, p = rows["engine"], rows["paper"]
     if e.ok and p.ok:
         a = np.asarray(Image.open(out / f"engine_{res}.png").convert("RGB"), dtype=np.float64)
