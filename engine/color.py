@@ -68,7 +68,7 @@ def recolour(style: np.ndarray | Store, content: Moments, rel_eps: float = 1e-10
 
 
 def rgb_moments_of(image: Store, strip: int = 256) -> Moments:
-    """RGB moments of a whole store, strip by strip (fp32 per strip, fp64 across)."""
+    """RGB moments of a whole store, strip by strip (fp64 sums per strip and across)."""
     moments = None
     for y0 in range(0, image.shape[1], strip):
         moments = merge_moments(moments, rgb_moments(read_rows(image, y0, min(image.shape[1], y0 + strip))))

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 
 # Eigenvalues below this fraction of the largest are dropped, never inverted. Dead channels
-# give exact zeros; fp32 per-tile sums are good to ~1e-7 of the largest eigenvalue. Beyond
-# that, the scatter of N samples has rank at most N - 1: a small region (or a small style) at
-# a deep level has fewer features than channels, and its eigenvalues past that rank are fp32
-# rounding, not variance, which whitening would amplify into noise. They are dropped too.
+# give exact zeros (fp64 sums resolve the rest far below this cut). Beyond that, the scatter
+# of N samples has rank at most N - 1: a small region (or a small style) at a deep level has
+# fewer features than channels, and its eigenvalues past that rank are rounding, not
+# variance, which whitening would amplify into noise. They are dropped too.
 DEFAULT_REL_EPS = 1e-10
 # A variance is resolved only above the rounding of the features themselves: fp32 values of
 # magnitude |f| carry errors of about eps32·|f|, so eigenvalues under (ROUNDING · eps32)² of
