@@ -18,7 +18,6 @@ plus two or three image buffers only when those are in RAM.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,58 +30,15 @@ from .memory import (BudgetTooSmall, LevelPlan, check_host_budget, default_cpu_b
                      parse_size, plan_level, room_for, working_bytes)
 from .stroke_scale import NATIVE, compose_base, downscale, split_levels, stroke_factor, working_size
 from .regions import Regions, blend_maps
+from .run_types import Progress, RunReport, StyleInput, Stylized, StyleStats, as_store, ram_bytes
 from .store import RamStore, Store, StoreFactory
 from .tiles import Box, Tile, plan_tiles, tiled_map
-from .wct import DEFAULT_REL_EPS, TRANSFORMS, Moments, merge_moments, mix_affine, moments_bytes, tile_moments
+from .wct import (DEFAULT_REL_EPS, TRANSFORMS, Moments, flat_to_rounding, merge_moments, mix_affine, moments_bytes,
+                  tile_moments)
 
 # A share of the budget kept free of tiles: allocator slack and the transient strips of resizing
 # and encoding (at 32K a peak of 2.01 GiB was measured under a 2 GiB budget without it).
 SAFETY = 0.08
-# progress(level, phase, done, total): phase is "style", "stats" or "render".
-Progress = Callable[[int, str, int, int], None]
-StyleStats = dict[int, Moments]
-StyleInput = np.ndarray | Store | StyleStats  # a style image (3, H, W), in RAM or a store, or its statistics
-
-
-@dataclass
-class RunReport:
-    """What a run did, for logs, benchmarks and tests."""
-
-    plans: list[LevelPlan]
-    tiles: int = 0
-    stroke_factor: float = 1.0  # 1: native; > 1: coarse levels ran this many times smaller
-    working_size: tuple[int, int] | None = None  # (h, w) the coarse levels ran at, when not native
-
-
-@dataclass
-class Stylized:
-    """A result and how it was made. ``image`` is (3, H, W) float32 in [0, 1] when the content
-    was an array; for a store input the result is ``store`` (values not yet clamped: writers
-    clamp as they encode) and ``image`` is its array when that store is in RAM."""
-
-    image: np.ndarray | None
-    report: RunReport
-    store: Store | None = None
-
-
-def ram_bytes(*images) -> int:
-    """Bytes of the given images (arrays, stores, statistics, None) that live in RAM."""
-    arrays = [x.array if isinstance(x, RamStore) else x for x in images]
-    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
-
-
-def _as_store(image: np.ndarray | Store, role: str) -> Store:
-    """An image in RAM or a store, as a store, checked to be (3, H, W): an (H, W, 3) array would
-    otherwise reach the first convolution as H channels."""
-    store = RamStore(image) if isinstance(image, np.ndarray) else image
-    if not hasattr(store, "shape"):
-        raise TypeError(f"{role}: the engine takes a (3, H, W) float32 array or a store, got {type(image).__name__} "
-                        "(stylize.stylize and stylize.style_statistics read paths, PIL images and tensors)")
-    if len(store.shape) != 3 or store.shape[0] != 3 or 0 in store.shape:
-        raise ValueError(f"{role}: the engine takes (3, H, W) images, got shape {tuple(store.shape)} "
-                         "(stylize.stylize converts other layouts)")
-    return store
-
 
 class Stylizer:
     """Multi-level WCT over any :class:`Backend`, on images of any size.
@@ -169,10 +125,12 @@ class Stylizer:
     # ----------------------------------------------------------------------------- passes
     def _moments(self, level: int, image: Store, plan: LevelPlan, progress: Progress | None,
                  phase: str, cache: torch.Tensor | None = None, valid: tuple[int, int] | None = None,
-                 regions: Regions | None = None) -> Moments | list[Moments | None]:
+                 regions: Regions | None = None, pixel_range: bool = False):
         """Moments of the level's features over the image; ``valid`` limits them to the
         top-left (rows, cols) of the feature grid (the features a whole-image pass has).
         With ``regions``, one weighted moment set per region (None for an empty region).
+        With ``pixel_range``, ``(moments, (lo, hi))``: also each channel's least and greatest
+        pixel over the tiles' cores (see :func:`stylize.engine.wct.flat_to_rounding`).
 
         With ``valid``, tiles read no further than the image's real edge, not its padded one:
         tile origins sit on the stride grid, so each layer of a border tile then floors and
@@ -182,10 +140,20 @@ class Stylizer:
         tiles = plan_tiles(*plan.padded, plan.tile, g.encoder_radius, g.stride)
         moments = None
         per_region: list[Moments | None] = [None] * (len(regions.styles) if regions else 0)
-        read = self._reader(image, clip=valid is not None)
+        read, seen, lo, hi = self._reader(image, clip=valid is not None), [], None, None
+
+        def reading(box: Box) -> torch.Tensor:
+            seen.append(read(box))
+            return seen[-1]
+
         with self._host_ceiling():
-            for i, (t, f) in enumerate(tiled_map(read, lambda x: self.backend.encode(level, x),
+            for i, (t, f) in enumerate(tiled_map(reading, lambda x: self.backend.encode(level, x),
                                                  tiles, scale=1 / g.stride)):
+                if pixel_range:
+                    core = seen[0][0, :, t.inner.y0:t.inner.y1, t.inner.x0:t.inner.x1].flatten(1)
+                    lo = core.amin(1) if lo is None else torch.minimum(lo, core.amin(1))
+                    hi = core.amax(1) if hi is None else torch.maximum(hi, core.amax(1))
+                seen.clear()
                 counted = f
                 if valid is not None:
                     c = t.core.scale(1 / g.stride)
@@ -207,7 +175,8 @@ class Stylizer:
                     self._between_tiles(level, t)
                 if progress:
                     progress(level, phase, i + 1, len(tiles))
-        return per_region if regions is not None else moments
+        found = per_region if regions is not None else moments
+        return (found, (lo, hi)) if pixel_range else found
 
     def _reader(self, image: Store, clip: bool = False) -> Callable[[Box], torch.Tensor]:
         """Boxes of ``image`` as (1, C, h, w) tensors on the backend's device; past its edges
@@ -228,7 +197,7 @@ class Stylizer:
         a store: a painting scanned at 16K is read tile by tile from a scratch file. ``held``:
         bytes of other images the process holds (:meth:`stylize` passes its content's).
         """
-        source = _as_store(style, "style")
+        source = as_store(style, "style")
         _, h, w = source.shape
         stats = {}
         # A forced --tile is for the content: a style that fits is encoded whole.
@@ -277,7 +246,7 @@ class Stylizer:
         if preserve_color not in COLOR_MODES:
             raise ValueError(f"preserve_color must be one of {COLOR_MODES}, got '{preserve_color}'")
         stores = stores or StoreFactory()
-        source = _as_store(content, "content")
+        source = as_store(content, "content")
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         weights = [1.0] * len(styles) if style_weights is None else [float(w) for w in style_weights]
         if regions is not None:
@@ -365,7 +334,10 @@ class Stylizer:
         if plan.cache_features:
             where = be.device if plan.tile is None else "cpu"
             cache = torch.empty((1, g.channels, ph // g.stride, pw // g.stride), device=where)
-        content = self._moments(level, src, plan, progress, "stats", cache, regions=regions)
+        content, (lo, hi) = self._moments(level, src, plan, progress, "stats", cache, regions=regions,
+                                          pixel_range=True)
+        if flat_to_rounding(lo, hi):  # a flat image carrying the last decoder's rounding: nothing to whiten
+            content = [m and m.flattened() for m in content] if regions is not None else content.flattened()
         apply = self._painter(level, content, styles, alpha, transform, regions)
         if cache is not None:
             halo = g.decoder_radius

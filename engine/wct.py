@@ -30,6 +30,9 @@ DEFAULT_REL_EPS = 1e-10
 # differently per tile). With the floor, its features map to the style's mean, as in the
 # paper's code (an absolute cut of 1e-5).
 ROUNDING = 64
+# An image whose every channel spans less than this many ulps of its largest value (1.2e-4 of
+# white: a 30th of one 8-bit step) is flat: the rest is the last decoder's rounding.
+FLAT_ULPS = 1024
 # Features converted to fp64 at a time by :func:`tile_moments` (8 MiB of them): a few blocks,
 # never a copy of the tile, are what its sums add to a tile's working set.
 BLOCK = 2**20
@@ -76,8 +79,26 @@ class Moments:
         second = self.mean.square() + self.variance().clamp_min(0)
         return float((ROUNDING * torch.finfo(torch.float32).eps) ** 2 * second.max()) if second.numel() else 0.0
 
+    def flattened(self) -> "Moments":
+        """The same count and mean without variance: what a flat image's features have, and
+        whiten to nothing (see :func:`flat_to_rounding`)."""
+        return Moments(self.n, self.mean, torch.zeros_like(self.m2), self.support)
+
     def to(self, device) -> "Moments":
         return Moments(self.n, self.mean.to(device), self.m2.to(device), self.support)
+
+
+def flat_to_rounding(lo: torch.Tensor, hi: torch.Tensor) -> bool:
+    """Whether an image whose channels span [lo, hi] (C,) is flat but for fp32 rounding: each
+    channel's range within FLAT_ULPS eps32 of its largest magnitude.
+
+    The features' floor (:meth:`Moments.noise_floor`) cannot see this when the rounding is in
+    the pixels: a grey wall comes out of a level's decoder flat to some tens of ulps (75 seen),
+    and the next encoder amplifies them far more than the wall's flat response (a 40x40 wall's
+    level 4 had them at 260 eps32 of its features' size, a 16x36 one's level 3 at 1400), so
+    the next level whitened them into the style's texture."""
+    scale = torch.maximum(lo.abs(), hi.abs()).max()
+    return bool(((hi - lo) <= FLAT_ULPS * torch.finfo(torch.float32).eps * scale).all())
 
 
 def tile_moments(features: torch.Tensor, weight: torch.Tensor | None = None) -> Moments | None:

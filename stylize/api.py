@@ -23,7 +23,8 @@ import numpy as np
 from stylize.engine.backend import resolve_device
 from stylize.engine.regions import Regions
 from stylize.engine.store import Store, StoreFactory, scratch_folder
-from stylize.engine.stylizer import Progress, RunReport, Stylized, StyleStats, Stylizer
+from stylize.engine.run_types import Progress, RunReport, Stylized, StyleStats
+from stylize.engine.stylizer import Stylizer
 from stylize.export.registry import create_backend
 
 from .array_input import as_rgb

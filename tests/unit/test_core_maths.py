@@ -7,7 +7,8 @@ import torch
 
 from stylize.engine.memory import parse_size, plan_level
 from stylize.engine.tiles import Box, plan_tiles, read_region, reflect_index
-from stylize.engine.wct import Moments, adain_affine, merge_moments, symmetric_power, tile_moments, wct_affine
+from stylize.engine.wct import (Moments, adain_affine, flat_to_rounding, merge_moments, symmetric_power, tile_moments,
+                                wct_affine)
 from stylize.models.zoo import get_family
 
 
@@ -64,6 +65,17 @@ def test_tile_moments_resolve_eigenvalues_far_below_fp32_sums(monkeypatch):
     blocked = tile_moments(f)
     assert blocked.n == whole.n and torch.allclose(blocked.mean, whole.mean, rtol=1e-14)
     assert torch.allclose(blocked.m2, whole.m2, rtol=1e-12, atol=1e-12 * float(want[0]))
+
+
+def test_an_image_is_flat_only_within_rounding():
+    eps = torch.finfo(torch.float32).eps
+    grey = torch.tensor([0.4, 0.4, 0.4])
+    assert flat_to_rounding(grey, grey)
+    assert flat_to_rounding(grey, grey + 75 * eps)  # the most a decoder left on a flat wall
+    assert not flat_to_rounding(grey, grey + torch.tensor([0.0, 1 / 255, 0.0]))  # one 8-bit step
+    assert not flat_to_rounding(torch.zeros(3), torch.ones(3))
+    m = Moments(10, torch.ones(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64), 7).flattened()
+    assert m.n == 10 and m.support == 7 and (m.m2 == 0).all() and (m.mean == 1).all()
 
 
 def _moments(cov: torch.Tensor, mean: torch.Tensor) -> Moments:
