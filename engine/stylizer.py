@@ -130,7 +130,7 @@ class Stylizer:
         top-left (rows, cols) of the feature grid (the features a whole-image pass has).
         With ``regions``, one weighted moment set per region (None for an empty region).
         With ``pixel_range``, ``(moments, (lo, hi))``: also each channel's least and greatest
-        pixel over the tiles' cores (see :func:`stylize.engine.wct.flat_to_rounding`).
+        pixel over the image (see :func:`stylize.engine.wct.flat_to_rounding`).
 
         With ``valid``, tiles read no further than the image's real edge, not its padded one:
         tile origins sit on the stride grid, so each layer of a border tile then floors and
@@ -140,20 +140,18 @@ class Stylizer:
         tiles = plan_tiles(*plan.padded, plan.tile, g.encoder_radius, g.stride)
         moments = None
         per_region: list[Moments | None] = [None] * (len(regions.styles) if regions else 0)
-        read, seen, lo, hi = self._reader(image, clip=valid is not None), [], None, None
+        read, span = self._reader(image, clip=valid is not None), []
 
-        def reading(box: Box) -> torch.Tensor:
-            seen.append(read(box))
-            return seen[-1]
+        def reading(box: Box) -> torch.Tensor:  # read boxes cover the padded image as the cores do
+            x = read(box)
+            if pixel_range:
+                lo, hi = x.amin((0, 2, 3)), x.amax((0, 2, 3))
+                span[:] = [lo, hi] if not span else [torch.minimum(span[0], lo), torch.maximum(span[1], hi)]
+            return x
 
         with self._host_ceiling():
             for i, (t, f) in enumerate(tiled_map(reading, lambda x: self.backend.encode(level, x),
                                                  tiles, scale=1 / g.stride)):
-                if pixel_range:
-                    core = seen[0][0, :, t.inner.y0:t.inner.y1, t.inner.x0:t.inner.x1].flatten(1)
-                    lo = core.amin(1) if lo is None else torch.minimum(lo, core.amin(1))
-                    hi = core.amax(1) if hi is None else torch.maximum(hi, core.amax(1))
-                seen.clear()
                 counted = f
                 if valid is not None:
                     c = t.core.scale(1 / g.stride)
@@ -176,7 +174,7 @@ class Stylizer:
                 if progress:
                     progress(level, phase, i + 1, len(tiles))
         found = per_region if regions is not None else moments
-        return (found, (lo, hi)) if pixel_range else found
+        return (found, tuple(span)) if pixel_range else found
 
     def _reader(self, image: Store, clip: bool = False) -> Callable[[Box], torch.Tensor]:
         """Boxes of ``image`` as (1, C, h, w) tensors on the backend's device; past its edges

@@ -33,9 +33,11 @@ ROUNDING = 64
 # An image whose every channel spans less than this many ulps of its largest value (1.2e-4 of
 # white: a 30th of one 8-bit step) is flat: the rest is the last decoder's rounding.
 FLAT_ULPS = 1024
-# Features converted to fp64 at a time by :func:`tile_moments` (8 MiB of them): a few blocks,
-# never a copy of the tile, are what its sums add to a tile's working set.
-BLOCK = 2**20
+# Features converted to fp64 at a time by :func:`tile_moments` (2 MiB of them): a few blocks,
+# never a copy of the tile, are what its sums add to a tile's working set. Under the command
+# line's mmap threshold (4 MiB, :mod:`stylize.allocator`), so the heap serves them again and
+# again: blocks of 8 MiB were each a fresh mapping, page-faulted in (a 4K run took 13 % longer).
+BLOCK = 2**18
 
 
 @dataclass
