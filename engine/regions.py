@@ -2,8 +2,9 @@
 
 Each region r has weights m_r(x) ≥ 0 with Σ_r m_r = 1 (hard label masks become soft only at
 their resized edges). Its statistics are the content features' moments weighted by m_r over
-the whole image (:func:`stylize.engine.wct.tile_moments` with weights), its map is WCT from those moments to its style's
-(identity for "keep the photo"), and a feature becomes Σ_r m_r (A_r f + b_r). The mask reaches
+the whole image (:func:`stylize.engine.wct.tile_moments` with weights), its map is WCT from
+those moments to its style's (identity for "keep the photo"), and a feature becomes
+Σ_r m_r (A_r f + b_r). The mask reaches
 each level's feature grid by averaging over the level's stride cells; tile boxes sit on that
 grid, so tiled and whole-image runs average the same cells and agree exactly.
 """

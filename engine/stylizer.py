@@ -125,12 +125,12 @@ class Stylizer:
     # ----------------------------------------------------------------------------- passes
     def _moments(self, level: int, image: Store, plan: LevelPlan, progress: Progress | None,
                  phase: str, cache: torch.Tensor | None = None, valid: tuple[int, int] | None = None,
-                 regions: Regions | None = None, pixel_range: bool = False):
-        """Moments of the level's features over the image; ``valid`` limits them to the
-        top-left (rows, cols) of the feature grid (the features a whole-image pass has).
-        With ``regions``, one weighted moment set per region (None for an empty region).
-        With ``pixel_range``, ``(moments, (lo, hi))``: also each channel's least and greatest
-        pixel over the image (see :func:`stylize.engine.wct.flat_to_rounding`).
+                 regions: Regions | None = None) -> tuple[Moments | list[Moments | None], tuple]:
+        """``(moments, (lo, hi))``: the moments of the level's features over the image, and each
+        channel's least and greatest pixel (see :func:`stylize.engine.wct.flat_to_rounding`).
+        ``valid`` limits the moments to the top-left (rows, cols) of the feature grid (the
+        features a whole-image pass has). With ``regions``, one weighted moment set per region
+        (None for an empty region).
 
         With ``valid``, tiles read no further than the image's real edge, not its padded one:
         tile origins sit on the stride grid, so each layer of a border tile then floors and
@@ -140,13 +140,13 @@ class Stylizer:
         tiles = plan_tiles(*plan.padded, plan.tile, g.encoder_radius, g.stride)
         moments = None
         per_region: list[Moments | None] = [None] * (len(regions.styles) if regions else 0)
-        read, span = self._reader(image, clip=valid is not None), []
+        read, lo, hi = self._reader(image, clip=valid is not None), None, None
 
         def reading(box: Box) -> torch.Tensor:  # read boxes cover the padded image as the cores do
+            nonlocal lo, hi
             x = read(box)
-            if pixel_range:
-                lo, hi = x.amin((0, 2, 3)), x.amax((0, 2, 3))
-                span[:] = [lo, hi] if not span else [torch.minimum(span[0], lo), torch.maximum(span[1], hi)]
+            least, most = x.amin((0, 2, 3)), x.amax((0, 2, 3))
+            lo, hi = (least, most) if lo is None else (torch.minimum(lo, least), torch.maximum(hi, most))
             return x
 
         with self._host_ceiling():
@@ -173,8 +173,7 @@ class Stylizer:
                     self._between_tiles(level, t)
                 if progress:
                     progress(level, phase, i + 1, len(tiles))
-        found = per_region if regions is not None else moments
-        return (found, tuple(span)) if pixel_range else found
+        return (per_region if regions is not None else moments), (lo, hi)
 
     def _reader(self, image: Store, clip: bool = False) -> Callable[[Box], torch.Tensor]:
         """Boxes of ``image`` as (1, C, h, w) tensors on the backend's device; past its edges
@@ -203,7 +202,7 @@ class Stylizer:
             g = self.backend.geometry(p.level)
             valid = (h // g.stride, w // g.stride)
             if min(valid) < 2:  # too small to reflect-pad at the deepest layer: use the padded image
-                stats[p.level] = self._moments(p.level, source, p, progress, "style")
+                stats[p.level], _ = self._moments(p.level, source, p, progress, "style")
             elif p.tile is None:
                 pixels = style if isinstance(style, np.ndarray) else source.read(Box(0, h, 0, w))
                 f = self.backend.encode(p.level, torch.from_numpy(np.ascontiguousarray(pixels))[None])
@@ -212,7 +211,7 @@ class Stylizer:
                 if progress:
                     progress(p.level, "style", 1, 1)
             else:
-                stats[p.level] = self._moments(p.level, source, p, progress, "style", valid=valid)
+                stats[p.level], _ = self._moments(p.level, source, p, progress, "style", valid=valid)
         return {k: m.to("cpu") for k, m in stats.items()}
 
     def stylize(self, content: np.ndarray | Store, style: StyleInput | Sequence[StyleInput], *, alpha: float = 1.0,
@@ -332,8 +331,7 @@ class Stylizer:
         if plan.cache_features:
             where = be.device if plan.tile is None else "cpu"
             cache = torch.empty((1, g.channels, ph // g.stride, pw // g.stride), device=where)
-        content, (lo, hi) = self._moments(level, src, plan, progress, "stats", cache, regions=regions,
-                                          pixel_range=True)
+        content, (lo, hi) = self._moments(level, src, plan, progress, "stats", cache, regions=regions)
         if flat_to_rounding(lo, hi):  # a flat image carrying the last decoder's rounding: nothing to whiten
             content = [m and m.flattened() for m in content] if regions is not None else content.flattened()
         apply = self._painter(level, content, styles, alpha, transform, regions)

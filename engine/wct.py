@@ -4,8 +4,8 @@ Why moments and not feature maps: at 8K the relu1_1 features alone are 3 GB, and
 ever needs each image's mean and covariance. Every tile contributes ``(n, mean, M2)``
 summed in fp64 *around its own mean* (so Σx² ≈ 1e10 never meets cancellation, and
 eigenvalues far below fp32's 1e-7 of the largest stay resolved), and tiles merge in fp64
-with Chan's parallel update. The transform that results is one affine
-map per level, ``f ↦ A f + b``, applied tile by tile (or folded into a decoder).
+with Chan's parallel update. The transform that results is one affine map per level,
+``f ↦ A f + b``, applied tile by tile (or folded into a decoder).
 
 Shapes: C channels, N pixels. All matrices returned are fp64 on the input's device, so the
 eigendecomposition runs wherever the features live (the GPU when the engine runs there).
@@ -132,7 +132,7 @@ def tile_moments(features: torch.Tensor, weight: torch.Tensor | None = None) -> 
         total, support = float(f.shape[0]), None
         mean = sum(x.sum(dim=0) for x, _ in blocks()) / total
     else:
-        total, support = float(w.double().sum()), int((w > 0).sum())
+        total, support = float(w.sum(dtype=torch.float64)), int((w > 0).sum())
         if not total > 0:
             return None
         mean = sum((x * v).sum(dim=0) for x, v in blocks()) / total

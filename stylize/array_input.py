@@ -16,7 +16,7 @@ import numpy as np
 
 from stylize.engine.resample import resize
 
-from .image_guard import DECODE_ERRORS, ImageError, Limits
+from .image_guard import DECODE_ERRORS, ImageError, Limits, quiet_decoders
 from .image_orient import exif_orientation, orient
 from .imageio import read_image, target_size
 
@@ -96,7 +96,8 @@ def as_rgb(image, role: str, long_side: int | None = None, max_pixels: int | Non
         return read_image(image, long_side, role=role, max_bytes=max_bytes, **kwargs).rgb
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
         try:
-            orientation = exif_orientation(image)
+            with quiet_decoders():  # Pillow warns on a corrupt EXIF block and reads it as upright
+                orientation = exif_orientation(image)
         except DECODE_ERRORS as e:
             raise ImageError(f"{role}: unreadable EXIF block ({type(e).__name__}: {e})") from None
         image = orient(_pil_pixels(image), orientation)

@@ -170,16 +170,20 @@ def train(task: Task, data: RandomCrops, config: TrainConfig, checkpoint: str | 
 
     log_file = log_path(checkpoint)
     log_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def restart_log():
+        """The log rewritten from the history (a resume never duplicates steps), open to append."""
+        with atomic_path(log_file) as tmp:
+            tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+        return open(log_file, "a")
+
     # A fresh run over an earlier checkpoint keeps that checkpoint until its first save, and
-    # that checkpoint's log with it: the log is rewritten from the history then, not before.
-    keep_old = not resume and checkpoint.exists()
-    f = None if keep_old else open(log_file, "w")  # rewritten from the history: a resume never duplicates steps
+    # that checkpoint's log with it: the log is rewritten then, not before.
+    f = None if not resume and checkpoint.exists() else restart_log()
     title = f"{task.name} level {task.meta().get('level')}: {checkpoint.name}"
 
     t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)  # wall time adds up over resumes
     try:
-        if f is not None:
-            f.writelines(json.dumps(h) + "\n" for h in history)
         for step in range(start, config.steps):
             batch = data.batch(step, config.batch_size).to(device)
             terms = task.losses(batch)
@@ -199,9 +203,7 @@ def train(task: Task, data: RandomCrops, config: TrainConfig, checkpoint: str | 
             if done % config.save_every == 0 or done == config.steps:
                 save_checkpoint(checkpoint, task, optimizer, done, history, config)
                 if f is None:
-                    with atomic_path(log_file) as tmp:
-                        tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
-                    f = open(log_file, "a")
+                    f = restart_log()
                 write_curve(history, curve_path(checkpoint), title)
     finally:
         if f is not None:

@@ -85,3 +85,11 @@ def test_what_would_need_a_guess_is_refused(image, message):
 def test_the_pixel_limit_holds_for_arrays():
     with pytest.raises(ImageError, match="requested output is 2000x1500 .* over the limit"):
         as_rgb(HWC, "content", 2000, max_pixels=1_000_000)
+
+
+def test_a_corrupt_exif_block_on_a_pil_image_reads_upright_and_silently(recwarn):
+    """Pillow warns (a UserWarning on stderr) on a corrupt EXIF block and reads no orientation."""
+    im = Image.fromarray(HWC)
+    im.info["exif"] = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff"  # an IFD that runs past its end
+    assert np.array_equal(as_rgb(im, "content"), as_rgb(HWC, "content"))
+    assert not [w for w in recwarn if "EXIF" in str(w.message)]
